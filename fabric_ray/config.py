@@ -1,0 +1,249 @@
+"""One typed, frozen configuration tree for the whole fabric.
+
+Sources, highest priority first:
+
+1. ``FABRIC_*`` environment variables, nested with ``__``
+   (``FABRIC_SERVING__PORT=9000``, ``FABRIC_KAFKA__BOOTSTRAP_SERVERS=host:9092``);
+2. the YAML file named by ``--config`` or ``FABRIC_CONFIG`` (``fabric.yaml``);
+3. the defaults below, which run everything embedded on one machine.
+
+Example:
+    >>> cfg = FabricConfig.model_validate({"serving": {"port": 9001}})
+    >>> cfg.serving.port, cfg.kafka.embedded
+    (9001, True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ConfigError",
+    "FabricConfig",
+    "KafkaConfig",
+    "RayConfig",
+    "ServingConfig",
+    "StorageConfig",
+    "StreamConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key, the value and the source."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RayConfig(_Section):
+    """Where Ray runs.
+
+    Attributes:
+        address: ``None`` starts a local cluster in this process; ``"auto"`` or
+            ``"HOST:PORT"`` connects to a running one (``ray://`` client URLs too).
+        namespace: Ray namespace holding the fabric's named actors.
+        num_cpus: CPUs a local cluster advertises (``None``: all of the machine's).
+        actor_num_cpus: logical CPUs reserved by each fabric actor, fractional so that
+            many fit on a small machine.
+    """
+
+    address: str | None = None
+    namespace: str = "fabric"
+    num_cpus: int | None = Field(default=None, ge=1)
+    actor_num_cpus: float = Field(default=0.1, ge=0, le=64)
+
+
+class StorageConfig(_Section):
+    """The object store holding archives, checkpoints and datasets.
+
+    Attributes:
+        root: ``file:///abs/path`` or ``s3://bucket/prefix``; ``None`` means
+            ``<home>/storage`` on the local file system.
+        endpoint_url: S3 endpoint for MinIO, Ceph, moto and friends (``None``: AWS).
+        region: S3 region.
+        access_key_id: S3 access key (``None``: the usual AWS credential chain).
+        secret_access_key: S3 secret key.
+        addressing_style: ``path`` or ``virtual`` S3 addressing.
+    """
+
+    root: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    addressing_style: str = Field(default="path", pattern="^(path|virtual)$")
+
+    @field_validator("root")
+    @classmethod
+    def _known_scheme(cls, root: str | None) -> str | None:
+        if root is not None and not root.startswith(("file://", "s3://")):
+            raise ValueError(f"must start with file:// or s3://, got {root!r}")
+        return root
+
+
+class KafkaConfig(_Section):
+    """The Kafka cluster, or the embedded broker when none is given.
+
+    Attributes:
+        bootstrap_servers: ``host:port[,host:port]``; ``None`` starts the embedded
+            Kafka-protocol broker (see ``docs/broker.md``).
+        client: librdkafka settings passed to every consumer, producer and admin
+            client (``security.protocol``, ``sasl.mechanism``, ...).
+    """
+
+    bootstrap_servers: str | None = None
+    client: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the fabric starts its own broker."""
+        return self.bootstrap_servers is None
+
+    @field_validator("client")
+    @classmethod
+    def _no_bootstrap_in_client(cls, client: dict[str, str]) -> dict[str, str]:
+        if "bootstrap.servers" in client:
+            raise ValueError("set kafka.bootstrap_servers instead of client['bootstrap.servers']")
+        return client
+
+
+class StreamConfig(_Section):
+    """The payments stream of the spine.
+
+    Attributes:
+        topic: source topic.
+        dead_letter_topic: where undecodable or invalid events go, with a reason header.
+        consumer_group: group the partition owners commit offsets to (for outside tools;
+            partitions are assigned explicitly, not by group rebalancing).
+        batch_size: most messages decoded as one Arrow batch.
+        poll_timeout_s: longest wait for a batch before the loop checks for stop.
+        partitions_per_actor: partitions one ``PartitionActor`` owns.
+        cache_shards: number of ``CacheShard`` actors holding hot features.
+        window_ms: tumbling window size of the windowed aggregates.
+    """
+
+    topic: str = "payments"
+    dead_letter_topic: str = "payments.dlq"
+    consumer_group: str = "fabric-payments"
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    poll_timeout_s: float = Field(default=0.2, gt=0, le=60)
+    partitions_per_actor: int = Field(default=1, ge=1)
+    cache_shards: int = Field(default=2, ge=1, le=1024)
+    window_ms: int = Field(default=60_000, ge=1)
+
+
+class ServingConfig(_Section):
+    """The HTTP endpoint of Ray Serve.
+
+    Attributes:
+        host: interface to bind (loopback by default).
+        port: HTTP port.
+        replicas: replicas of the feature server deployment.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=1)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP endpoint, e.g. ``http://127.0.0.1:8000``."""
+        return f"http://{self.host}:{self.port}"
+
+
+class FabricConfig(BaseSettings):
+    """The whole fabric's configuration: one frozen tree, passed to every component.
+
+    Attributes:
+        home: folder for embedded state (logs, state file, default storage root).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="FABRIC_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    home: Path = Path(".fabric")
+    ray: RayConfig = RayConfig()
+    storage: StorageConfig = StorageConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    stream: StreamConfig = StreamConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @property
+    def storage_root(self) -> str:
+        """The storage root URI, defaulting to ``file://<home>/storage``."""
+        if self.storage.root is not None:
+            return self.storage.root
+        return f"file://{(self.home / 'storage').resolve()}"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check its spelling and section)"
+    return f"{key}: {error['msg']}; got {error.get('input')!r}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> FabricConfig:
+    """Load the configuration from a YAML file, the environment and keyword overrides.
+
+    Args:
+        path: YAML file; ``None`` uses ``$FABRIC_CONFIG`` if set, else defaults only.
+        **overrides: top-level sections or values that replace the file's
+            (the environment still wins over both).
+
+    Returns:
+        The frozen configuration.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key or value is invalid;
+            the message names the file, the key and the value.
+
+    Example:
+        >>> load_config(None, serving={"port": 8123}).serving.port
+        8123
+    """
+    if path is None:
+        path = os.environ.get("FABRIC_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source!r} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {source!r} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {source!r} must hold a mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    data.update(overrides)
+    try:
+        return FabricConfig(**data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"invalid configuration ({source}, FABRIC_* environment): {problems}") from None

@@ -1,0 +1,1 @@
+"""The demo domain (card payments) and the end-to-end demo run."""

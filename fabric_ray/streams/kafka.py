@@ -1,0 +1,204 @@
+"""Kafka through confluent-kafka: an explicitly assigned partition source, producers, topic setup.
+
+The same code path serves a real Kafka cluster and the embedded broker: only the bootstrap
+address differs. ``client`` settings (security, SASL, SSL) pass through to every client.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fabric_ray.streams.records import DeadLetter, RawBatch
+
+__all__ = ["KafkaDeadLetterSink", "KafkaPartitionSource", "ensure_topic", "make_producer", "partition_count"]
+
+
+def _conf(bootstrap_servers: str, client: Mapping[str, str] | None, **extra: object) -> dict[str, object]:
+    return {"bootstrap.servers": bootstrap_servers, **dict(client or {}), **extra}
+
+
+def make_producer(bootstrap_servers: str, client: Mapping[str, str] | None = None, **settings: object) -> Producer:
+    """A producer with sane defaults for the fabric (idempotent, batched, lz4 off for portability)."""
+    return Producer(
+        _conf(
+            bootstrap_servers,
+            client,
+            **{"enable.idempotence": True, "linger.ms": 5, "batch.num.messages": 10000, **settings},
+        )
+    )
+
+
+def partition_count(bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None, timeout_s: float = 10) -> int:
+    """Number of partitions of ``topic``.
+
+    Raises:
+        LookupError: the topic does not exist.
+    """
+    consumer = Consumer(_conf(bootstrap_servers, client, **{"group.id": "fabric-metadata"}))
+    try:
+        md = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    finally:
+        consumer.close()
+    if md is None or md.error is not None or not md.partitions:
+        raise LookupError(f"topic {topic!r} does not exist on {bootstrap_servers}")
+    return len(md.partitions)
+
+
+def ensure_topic(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int = 4,
+    client: Mapping[str, str] | None = None,
+    timeout_s: float = 10,
+) -> int:
+    """Create ``topic`` if it is missing and return its partition count.
+
+    Uses the CreateTopics admin API; brokers without it (librdkafka's mock cluster) create the
+    topic on a producer's metadata request instead, with their default partition count.
+    """
+    admin = AdminClient(_conf(bootstrap_servers, client))
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    try:
+        future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            producer = Producer(_conf(bootstrap_servers, client))
+            producer.list_topics(topic, timeout=timeout_s)  # auto-creates where the broker allows
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return partition_count(bootstrap_servers, topic, client)
+        except LookupError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class KafkaPartitionSource:
+    """Read explicitly assigned partitions of one topic (no consumer-group rebalancing).
+
+    Offsets are committed to ``group_id`` for outside tools, but the source itself starts
+    where it is told (``start_offsets``, default: the beginning of each partition).
+
+    Args:
+        bootstrap_servers: Kafka address.
+        topic: topic to read.
+        partitions: partition ids this source owns.
+        group_id: consumer group to commit progress to.
+        client: extra librdkafka settings (security and the like).
+        start_offsets: first offset to read per partition.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        partitions: Iterable[int],
+        *,
+        group_id: str,
+        client: Mapping[str, str] | None = None,
+        start_offsets: Mapping[int, int] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partitions = sorted(int(p) for p in partitions)
+        if not self.partitions:
+            raise ValueError(f"source for topic {topic!r} owns no partitions")
+        self._consumer = Consumer(
+            _conf(
+                bootstrap_servers,
+                client,
+                **{
+                    "group.id": group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "fetch.wait.max.ms": 50,
+                    "queued.max.messages.kbytes": 65536,
+                },
+            )
+        )
+        starts = dict(start_offsets or {})
+        self._consumer.assign(
+            [TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in self.partitions]
+        )
+
+    def read_batch(self, max_messages: int, timeout_s: float) -> RawBatch:
+        """Up to ``max_messages`` messages; partition errors such as end-of-partition are skipped."""
+        msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF and err.fatal():
+                raise KafkaException(err)
+        return RawBatch(
+            topic=self.topic,
+            partitions=np.fromiter((m.partition() for m in good), dtype=np.int32, count=len(good)),
+            offsets=np.fromiter((m.offset() for m in good), dtype=np.int64, count=len(good)),
+            keys=[m.key() for m in good],
+            values=[m.value() for m in good],
+        )
+
+    def high_watermarks(self) -> dict[int, int]:
+        """Offset after the last message, per owned partition, asked of the broker."""
+        out = {}
+        for p in self.partitions:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
+            out[p] = int(high)
+        return out
+
+    def commit(self, next_offsets: Mapping[int, int]) -> None:
+        """Commit ``next_offsets`` to the consumer group without waiting."""
+        if next_offsets:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()], asynchronous=True
+            )
+
+    def close(self) -> None:
+        """Leave the broker."""
+        self._consumer.close()
+
+
+class KafkaDeadLetterSink:
+    """Send rejected messages, unchanged, to a dead-letter topic with the reason in headers.
+
+    ``send`` returns only once the broker has acknowledged every letter, so a message is never
+    both un-processed and un-dead-lettered.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None) -> None:
+        self.topic = topic
+        self._producer = make_producer(bootstrap_servers, client)
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Produce ``letters`` and wait for the acknowledgements.
+
+        Raises:
+            KafkaException: a letter could not be delivered.
+        """
+        for letter in letters:
+            self._producer.produce(
+                self.topic,
+                key=letter.key,
+                value=letter.value,
+                headers=letter.kafka_headers(),
+                on_delivery=self._on_delivery,
+            )
+            self._producer.poll(0)
+        remaining = self._producer.flush(30)
+        if remaining or self._failures:
+            failures, self._failures = self._failures, []
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT, f"dead-letter topic {self.topic!r}: {remaining} undelivered; {failures[:3]}")
+            )

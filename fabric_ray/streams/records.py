@@ -1,0 +1,96 @@
+"""The shapes that move between a source, the processor and its sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DeadLetter", "RawBatch"]
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Undecoded messages of one topic, columnar.
+
+    Attributes:
+        topic: the topic they were read from.
+        partitions: partition of each message.
+        offsets: offset of each message.
+        keys: message keys (``None`` where a message has none).
+        values: message payloads (``None`` for a tombstone).
+
+    Example:
+        >>> b = RawBatch.from_values("t", 0, [b'{"a": 1}', b'{"a": 2}'], first_offset=10)
+        >>> len(b), b.offsets.tolist()
+        (2, [10, 11])
+    """
+
+    topic: str
+    partitions: np.ndarray
+    offsets: np.ndarray
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def from_values(
+        cls,
+        topic: str,
+        partition: int,
+        values: list[bytes | None],
+        *,
+        first_offset: int = 0,
+        keys: list[bytes | None] | None = None,
+    ) -> RawBatch:
+        """Build a batch of consecutive offsets in one partition (handy in tests)."""
+        n = len(values)
+        return cls(
+            topic=topic,
+            partitions=np.full(n, partition, dtype=np.int32),
+            offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
+            keys=list(keys) if keys is not None else [None] * n,
+            values=list(values),
+        )
+
+    def next_offsets(self) -> dict[int, int]:
+        """The next offset to read per partition after this batch: ``{partition: max_offset + 1}``."""
+        out: dict[int, int] = {}
+        for p in np.unique(self.partitions).tolist():
+            out[int(p)] = int(self.offsets[self.partitions == p].max()) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message that could not be processed, and why.
+
+    Attributes:
+        topic: source topic.
+        partition: source partition.
+        offset: source offset.
+        key: original key bytes.
+        value: original payload bytes, unchanged.
+        reason: what was wrong, naming the field and the value where there is one.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """Headers for the dead-letter topic: the reason and where the message came from."""
+        base = {
+            "fabric.reason": self.reason,
+            "fabric.source.topic": self.topic,
+            "fabric.source.partition": str(self.partition),
+            "fabric.source.offset": str(self.offset),
+            **self.headers,
+        }
+        return [(k, v.encode()) for k, v in base.items()]
