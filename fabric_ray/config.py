@@ -146,17 +146,19 @@ class ServingConfig(_Section):
     Attributes:
         host: interface to bind (loopback by default).
         port: HTTP port.
+        route_prefix: where the feature application is mounted (``/`` as Feast does).
         replicas: replicas of the feature server deployment.
     """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    route_prefix: str = Field(default="/", pattern="^/")
     replicas: int = Field(default=1, ge=1)
 
     @property
     def url(self) -> str:
-        """Base URL of the HTTP endpoint, e.g. ``http://127.0.0.1:8000``."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL of the feature application, e.g. ``http://127.0.0.1:8000``."""
+        return f"http://{self.host}:{self.port}{self.route_prefix.rstrip('/')}"
 
 
 class FabricConfig(BaseSettings):

@@ -54,22 +54,36 @@ def ensure_topic(
     topic: str,
     partitions: int = 4,
     client: Mapping[str, str] | None = None,
+    *,
+    use_admin: bool = True,
     timeout_s: float = 10,
 ) -> int:
     """Create ``topic`` if it is missing and return its partition count.
 
-    Uses the CreateTopics admin API; brokers without it (librdkafka's mock cluster) create the
-    topic on a producer's metadata request instead, with their default partition count.
+    Args:
+        use_admin: create with the CreateTopics admin API and ``partitions``; ``False`` (the
+            embedded broker, which has no such API) creates it by a producer's metadata
+            request instead, with the broker's default partition count.
+
+    Raises:
+        KafkaException: the broker refused to create the topic.
+        LookupError: the topic still does not exist after ``timeout_s``.
     """
-    admin = AdminClient(_conf(bootstrap_servers, client))
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
     try:
-        future.result(timeout=timeout_s)
-    except KafkaException as exc:
-        err = exc.args[0] if exc.args else None
-        if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
-            producer = Producer(_conf(bootstrap_servers, client))
-            producer.list_topics(topic, timeout=timeout_s)  # auto-creates where the broker allows
+        return partition_count(bootstrap_servers, topic, client)
+    except LookupError:
+        pass
+    if use_admin:
+        admin = AdminClient(_conf(bootstrap_servers, client))
+        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
+    else:
+        Producer(_conf(bootstrap_servers, client)).list_topics(topic, timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -1,0 +1,156 @@
+"""The end-to-end demo: events into Kafka, through the partition actors, out of the HTTP endpoint, checked.
+
+``fabric demo`` calls :func:`run_demo`; its last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+from fabric_ray.config import FabricConfig
+from fabric_ray.demo.payments import USER_PAYMENTS, expected_features, generate_events
+from fabric_ray.fabric import Fabric
+from fabric_ray.streams.kafka import make_producer
+
+__all__ = ["DemoOptions", "check_features", "produce", "run_demo"]
+
+FEATURES = [f"{USER_PAYMENTS.name}:{name}" for name in USER_PAYMENTS.feature_names]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Knobs of the demo run.
+
+    Attributes:
+        events: messages to produce.
+        sample: users whose served features are checked.
+        users: distinct users in the generated events.
+        seed: generator seed.
+        bad_fraction: share of deliberately invalid messages (dead-lettered).
+        timeout_s: longest wait for the stream to consume everything.
+        progress: show progress bars.
+    """
+
+    events: int = 100_000
+    sample: int = 200
+    users: int = 10_000
+    seed: int = 7
+    bad_fraction: float = 0.001
+    timeout_s: float = 600
+    progress: bool = True
+
+
+def produce(bootstrap_servers: str, topic: str, keys: list[bytes], payloads: list[bytes], *, client: dict[str, str] | None = None, progress: bool = True) -> None:
+    """Produce ``payloads`` keyed by ``keys`` and wait until the broker has all of them.
+
+    Raises:
+        RuntimeError: some messages were not acknowledged.
+    """
+    producer = make_producer(bootstrap_servers, client)
+    failures: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    with tqdm(total=len(payloads), desc="produce", unit="ev", disable=not progress, file=sys.stderr) as bar:
+        for i, (key, value) in enumerate(zip(keys, payloads)):
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                    break
+                except BufferError:  # local queue full: let the broker catch up
+                    producer.poll(0.05)
+            if i % 5000 == 4999:
+                producer.poll(0)
+                bar.update(5000)
+        bar.update(len(payloads) - bar.n)
+        left = producer.flush(60)
+    if left or failures:
+        raise RuntimeError(f"{left} messages unacknowledged, {len(failures)} failed: {failures[:3]}")
+
+
+def check_features(url: str, expected: dict[int, dict[str, float]], users: list[int]) -> tuple[list[str], list[float]]:
+    """Ask the HTTP endpoint for each user's features, one request per user.
+
+    Returns:
+        ``(mismatches, latencies_ms)``: a readable line per wrong value, and each request's latency.
+    """
+    mismatches: list[str] = []
+    latencies: list[float] = []
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for uid in users:
+            t0 = time.perf_counter()
+            r = http.post("/get-online-features", json={"features": FEATURES, "entities": {"user_id": [uid]}})
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if r.status_code != 200:
+                mismatches.append(f"user {uid}: HTTP {r.status_code} {r.text[:200]}")
+                continue
+            body = r.json()
+            got = {name: res["values"][0] for name, res in zip(body["metadata"]["feature_names"], body["results"])}
+            for name, want in expected[uid].items():
+                have = got.get(name)
+                if have is None or not math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-6):
+                    mismatches.append(f"user {uid}: {name} served {have!r}, expected {want!r}")
+    return mismatches, latencies
+
+
+def run_demo(config: FabricConfig, options: DemoOptions = DemoOptions(), out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Start the fabric, stream the events, check the served features, stop; return the summary.
+
+    The summary has at least ``events, processed, dead_lettered, features_checked, mismatches,
+    throughput_eps, serve_p50_ms, serve_p99_ms``.
+    """
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    say(f"generating {options.events:,} payment events for {options.users:,} users (seed {options.seed})")
+    events = generate_events(options.events, users=options.users, seed=options.seed, bad_fraction=options.bad_fraction)
+    expected = expected_features(events.table)
+    t_start = time.perf_counter()
+    say("starting the fabric (Ray, embedded broker, actors, HTTP endpoint)" if config.kafka.embedded else "starting the fabric")
+    fabric = Fabric(config).start()
+    try:
+        t_up = time.perf_counter()
+        say(f"fabric up in {t_up - t_start:.1f}s: broker {fabric.bootstrap_servers}, endpoint {config.serving.url}")
+        produce(fabric.bootstrap_servers, config.stream.topic, events.keys, events.payloads, client=config.kafka.client, progress=options.progress)
+        with tqdm(total=len(events), desc="consume", unit="ev", disable=not options.progress, file=sys.stderr) as bar:
+            summary = fabric.wait_until_consumed(len(events), timeout_s=options.timeout_s, on_progress=lambda n: bar.update(n - bar.n))
+        elapsed = time.perf_counter() - t_up
+        say(f"stream: {summary['processed']:,} processed, {summary['dead_lettered']:,} dead-lettered in {elapsed:.2f}s")
+        users = sorted(random.Random(options.seed).sample(sorted(expected), min(options.sample, len(expected))))
+        mismatches, latencies = check_features(config.serving.url, expected, users)
+    finally:
+        fabric.stop()
+    for line in mismatches[:20]:
+        say(f"MISMATCH {line}")
+    result = {
+        "events": len(events),
+        "processed": summary["processed"],
+        "dead_lettered": summary["dead_lettered"],
+        "dead_lettered_expected": events.bad,
+        "features_checked": len(users) * len(USER_PAYMENTS.feature_names),
+        "mismatches": len(mismatches),
+        "throughput_eps": round(len(events) / elapsed, 1),
+        "serve_p50_ms": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
+        "serve_p99_ms": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
+        "startup_s": round(t_up - t_start, 2),
+    }
+    ok = result["mismatches"] == 0 and result["processed"] + result["dead_lettered"] == result["events"]
+    say(
+        f"{'OK' if ok else 'FAILED'}: {result['features_checked']} feature values of {len(users)} users checked, "
+        f"{result['mismatches']} mismatches; {result['throughput_eps']:,.0f} events/s end to end; "
+        f"HTTP p50 {result['serve_p50_ms']} ms, p99 {result['serve_p99_ms']} ms"
+    )
+    result["ok"] = ok
+    return result

@@ -1,0 +1,252 @@
+"""The ``Fabric`` facade: start or attach to a fabric on Ray, reach its parts, stop it.
+
+Example (needs Ray; see ``tests/integration``)::
+
+    with Fabric(load_config()).start() as fabric:
+        print(fabric.status()["stream"]["summary"])
+        fabric.get_online_features(["user_payments:txn_count"], {"user_id": [1, 2]})
+
+From another process that can reach the cluster, ``fabric_ray.connect("auto")`` gives the same
+handles without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Sequence
+
+from fabric_ray.config import FabricConfig, load_config
+from fabric_ray.demo.payments import USER_PAYMENTS
+from fabric_ray.features.wire import build_response, parse_request
+
+__all__ = ["Fabric", "connect"]
+
+STATE_FILE = "state.json"
+
+
+class Fabric:
+    """One fabric: broker (when embedded), cache shards, stream supervisor and feature server.
+
+    Args:
+        config: the configuration (default: :func:`~fabric_ray.config.load_config`).
+    """
+
+    def __init__(self, config: FabricConfig | None = None) -> None:
+        self.config = config or load_config()
+        self.bootstrap_servers: str | None = self.config.kafka.bootstrap_servers
+        self._started_ray = False
+        self._supervisor: Any = None
+        self._shards: list[Any] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, *, serve_http: bool = True, dashboard: bool = False) -> Fabric:
+        """Start Ray (or connect), the broker if embedded, the actors and the HTTP endpoint.
+
+        Idempotent: actors that already exist in the namespace are reused.
+
+        Args:
+            serve_http: deploy the HTTP feature server too.
+            dashboard: with a new local Ray cluster, start its dashboard (for ``ray job submit``).
+        """
+        import ray
+
+        from actors.broker import BROKER_NAME, BrokerActor
+        from actors.cache import CacheShard, cache_shard_name
+        from actors.supervisor import StreamSupervisor, supervisor_name
+        from fabric_ray.runtime import ensure_ray, get_or_create_actor
+        from fabric_ray.streams.kafka import ensure_topic
+
+        cfg = self.config
+        ns = cfg.ray.namespace
+        self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard)
+        if cfg.kafka.embedded:
+            broker = get_or_create_actor(BrokerActor, BROKER_NAME, ns)
+            self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
+        assert self.bootstrap_servers is not None
+        for topic in (cfg.stream.topic, cfg.stream.dead_letter_topic):
+            ensure_topic(self.bootstrap_servers, topic, client=cfg.kafka.client, use_admin=not cfg.kafka.embedded)
+        self._shards = [
+            get_or_create_actor(CacheShard, cache_shard_name(i), ns, (USER_PAYMENTS,), num_cpus=cfg.ray.actor_num_cpus)
+            for i in range(cfg.stream.cache_shards)
+        ]
+        self._supervisor = get_or_create_actor(
+            StreamSupervisor, supervisor_name(cfg.stream.topic), ns, cfg, self.bootstrap_servers
+        )
+        ray.get(self._supervisor.start.remote())
+        if serve_http:
+            self._deploy_serving()
+        self._write_state()
+        return self
+
+    def _deploy_serving(self) -> None:
+        from ray import serve
+
+        from serving.features import build_app
+
+        cfg = self.config
+        serve.start(http_options={"host": cfg.serving.host, "port": cfg.serving.port})
+        app = build_app(
+            {"namespace": cfg.ray.namespace, "cache_shards": cfg.stream.cache_shards, "replicas": cfg.serving.replicas}
+        )
+        serve.run(app, name=self.serve_app_name, route_prefix=cfg.serving.route_prefix)
+
+    @property
+    def serve_app_name(self) -> str:
+        """Name of this fabric's Serve application."""
+        return f"{self.config.ray.namespace}-features"
+
+    def attach(self, timeout_s: float = 30) -> Fabric:
+        """Find the actors of a fabric that is already up (see :func:`connect`).
+
+        Raises:
+            LookupError: no fabric runs in the configured namespace.
+        """
+        import ray
+
+        from actors.broker import BROKER_NAME
+        from actors.cache import cache_shard_name
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import ensure_ray, find_actor, wait_for_actor
+
+        cfg = self.config
+        ns = cfg.ray.namespace
+        ensure_ray(cfg.ray)
+        self._supervisor = wait_for_actor(supervisor_name(cfg.stream.topic), ns, timeout_s)
+        self._shards = [wait_for_actor(cache_shard_name(i), ns, timeout_s) for i in range(cfg.stream.cache_shards)]
+        if cfg.kafka.embedded and (broker := find_actor(BROKER_NAME, ns)) is not None:
+            self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
+        return self
+
+    def stop(self) -> None:
+        """Stop the stream, remove the actors and the HTTP application; shut Ray down if started here."""
+        import ray
+        from ray import serve
+
+        from actors.broker import BROKER_NAME
+        from actors.cache import cache_shard_name
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import kill_actor
+
+        cfg = self.config
+        ns = cfg.ray.namespace
+        if not ray.is_initialized():
+            return
+        if self._supervisor is not None:
+            try:
+                ray.get(self._supervisor.stop.remote(), timeout=60)
+            except (ray.exceptions.RayError, TimeoutError):
+                pass
+        try:
+            serve.delete(self.serve_app_name)
+        except Exception:  # Serve was never started in this cluster
+            pass
+        kill_actor(supervisor_name(cfg.stream.topic), ns)
+        for i in range(cfg.stream.cache_shards):
+            kill_actor(cache_shard_name(i), ns)
+        kill_actor(BROKER_NAME, ns)
+        self._supervisor, self._shards = None, []
+        (cfg.home / STATE_FILE).unlink(missing_ok=True)
+        if self._started_ray:  # everything goes with the cluster, Serve included
+            ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self) -> Fabric:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- use -----------------------------------------------------------------------------------
+    def status(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Stream progress (owners, partitions, lag, throughput), cache sizes and the endpoint URL."""
+        import ray
+
+        stream = ray.get(self._supervisor.status.remote(timeout_s), timeout=timeout_s * 2)
+        sizes = ray.get([s.size.remote(USER_PAYMENTS.name) for s in self._shards], timeout=timeout_s)
+        return {
+            "namespace": self.config.ray.namespace,
+            "bootstrap_servers": self.bootstrap_servers,
+            "endpoint": self.config.serving.url,
+            "stream": stream,
+            "cache_shards": [{"shard": i, "keys": n} for i, n in enumerate(sizes)],
+        }
+
+    def wait_until_consumed(
+        self,
+        expected: int,
+        *,
+        timeout_s: float = 300,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Block until ``processed + dead_lettered >= expected`` and no partition lags.
+
+        Args:
+            expected: messages produced to the topic.
+            timeout_s: give up after this long.
+            on_progress: called with ``processed + dead_lettered`` on every check.
+
+        Returns:
+            The stream summary at that point.
+
+        Raises:
+            TimeoutError: not consumed in time; the message gives the counts and last errors.
+        """
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = ray.get(self._supervisor.status.remote(), timeout=30)
+            summary = status["summary"]
+            done = summary["processed"] + summary["dead_lettered"]
+            if on_progress:
+                on_progress(done)
+            if done >= expected and summary["caught_up"]:
+                return summary
+            if time.monotonic() > deadline:
+                errors = [o["last_error"] for o in status["owners"] if o.get("last_error")]
+                raise TimeoutError(f"consumed {done} of {expected} messages in {timeout_s}s; owner errors: {errors[:2]}")
+            time.sleep(0.2)
+
+    def get_online_features(self, features: Sequence[str], entities: dict[str, list], full_feature_names: bool = False) -> dict[str, Any]:
+        """Online features for agents, as Python: the same request and response as the HTTP endpoint.
+
+        Raises:
+            RequestError: the request names unknown views or features, or malformed entities.
+        """
+        from actors.cache import read_online
+
+        req = parse_request(
+            {"features": list(features), "entities": entities, "full_feature_names": full_feature_names},
+            {USER_PAYMENTS.name: USER_PAYMENTS},
+        )
+        lookups = {view: read_online(self._shards, view, req.keys, feats) for view, feats in req.by_view().items()}
+        return build_response(req, lookups)
+
+    def _write_state(self) -> None:
+        home = self.config.home
+        home.mkdir(parents=True, exist_ok=True)
+        state = {
+            "namespace": self.config.ray.namespace,
+            "bootstrap_servers": self.bootstrap_servers,
+            "endpoint": self.config.serving.url,
+        }
+        (home / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def connect(address: str = "auto", *, namespace: str = "fabric", config: FabricConfig | None = None) -> Fabric:
+    """Attach to a running fabric from any process that can reach its Ray cluster.
+
+    Args:
+        address: Ray address (``"auto"`` finds a local ``ray start`` cluster).
+        namespace: the fabric's Ray namespace.
+        config: base configuration (default: :func:`load_config`); ``address`` and
+            ``namespace`` replace its Ray settings.
+
+    Raises:
+        ConnectionError: Ray does not answer at ``address``.
+        LookupError: no fabric runs in ``namespace``.
+    """
+    base = config or load_config()
+    cfg = base.model_copy(update={"ray": base.ray.model_copy(update={"address": address, "namespace": namespace})})
+    return Fabric(cfg).attach()

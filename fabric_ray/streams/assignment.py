@@ -1,0 +1,86 @@
+"""Which actor owns which partitions, and the roll-up of their progress. Plain logic for the supervisor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["OwnerStatus", "assign_partitions", "owner_name", "summarize"]
+
+
+def assign_partitions(partitions: Iterable[int], per_actor: int) -> list[tuple[int, ...]]:
+    """Group partitions into owners of at most ``per_actor`` consecutive partitions each.
+
+    Example:
+        >>> assign_partitions(range(5), 2)
+        [(0, 1), (2, 3), (4,)]
+    """
+    if per_actor < 1:
+        raise ValueError(f"partitions_per_actor must be >= 1; got {per_actor}")
+    parts = sorted(set(int(p) for p in partitions))
+    return [tuple(parts[i : i + per_actor]) for i in range(0, len(parts), per_actor)]
+
+
+def owner_name(topic: str, partitions: Sequence[int]) -> str:
+    """Stable actor name of the owner of ``partitions``.
+
+    Example:
+        >>> owner_name("payments", (0, 1))
+        'partition:payments:0-1'
+    """
+    return f"partition:{topic}:{'-'.join(str(p) for p in partitions)}"
+
+
+@dataclass
+class OwnerStatus:
+    """What one partition owner reported (or that it did not answer)."""
+
+    name: str
+    partitions: tuple[int, ...]
+    state: str = "running"
+    processed: int = 0
+    dead_lettered: int = 0
+    lag: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    throughput_eps: float = 0.0
+    restarts: int = 0
+    last_error: str | None = None
+
+    @classmethod
+    def from_report(cls, name: str, partitions: Sequence[int], report: Mapping[str, Any]) -> OwnerStatus:
+        """Build from a partition actor's ``stats()`` dictionary."""
+        return cls(
+            name=name,
+            partitions=tuple(partitions),
+            state=str(report.get("state", "running")),
+            processed=int(report.get("processed", 0)),
+            dead_lettered=int(report.get("dead_lettered", 0)),
+            lag={int(k): int(v) for k, v in dict(report.get("lag", {})).items()},
+            next_offsets={int(k): int(v) for k, v in dict(report.get("next_offsets", {})).items()},
+            throughput_eps=float(report.get("throughput_eps", 0.0)),
+            restarts=int(report.get("restarts", 0)),
+            last_error=report.get("last_error"),
+        )
+
+
+def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
+    """Totals over all owners: processed, dead-lettered, lag, and whether all are caught up.
+
+    ``caught_up`` is true when every owner answered and no partition has lag.
+
+    Example:
+        >>> s = summarize([OwnerStatus("a", (0,), processed=3, lag={0: 0})])
+        >>> s["processed"], s["caught_up"]
+        (3, True)
+    """
+    lag = {p: v for o in owners for p, v in o.lag.items()}
+    return {
+        "owners": len(owners),
+        "partitions": sum(len(o.partitions) for o in owners),
+        "processed": sum(o.processed for o in owners),
+        "dead_lettered": sum(o.dead_lettered for o in owners),
+        "lag": sum(lag.values()),
+        "throughput_eps": sum(o.throughput_eps for o in owners),
+        "restarts": sum(o.restarts for o in owners),
+        "caught_up": bool(owners) and all(o.state == "running" and o.lag for o in owners) and not any(lag.values()),
+    }
