@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -97,10 +97,16 @@ class KafkaConfig(_Section):
             Kafka-protocol broker (see ``docs/broker.md``).
         client: librdkafka settings passed to every consumer, producer and admin
             client (``security.protocol``, ``sasl.mechanism``, ...).
+        topic_creation: how missing topics are made: ``admin`` (the CreateTopics API, with
+            ``topic_partitions``) or ``metadata`` (a producer's metadata request, for brokers
+            that auto-create topics but lack the admin API, like the embedded one).
+        topic_partitions: partitions of topics the fabric creates with the admin API.
     """
 
     bootstrap_servers: str | None = None
     client: dict[str, str] = Field(default_factory=dict)
+    topic_creation: Literal["admin", "metadata"] = "admin"
+    topic_partitions: int = Field(default=4, ge=1)
 
     @property
     def embedded(self) -> bool:

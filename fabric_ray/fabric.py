@@ -65,7 +65,13 @@ class Fabric:
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
         assert self.bootstrap_servers is not None
         for topic in (cfg.stream.topic, cfg.stream.dead_letter_topic):
-            ensure_topic(self.bootstrap_servers, topic, client=cfg.kafka.client, use_admin=not cfg.kafka.embedded)
+            ensure_topic(
+                self.bootstrap_servers,
+                topic,
+                cfg.kafka.topic_partitions,
+                client=cfg.kafka.client,
+                use_admin=cfg.kafka.topic_creation == "admin" and not cfg.kafka.embedded,
+            )
         self._shards = [
             get_or_create_actor(CacheShard, cache_shard_name(i), ns, (USER_PAYMENTS,), num_cpus=cfg.ray.actor_num_cpus)
             for i in range(cfg.stream.cache_shards)

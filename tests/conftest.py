@@ -1,0 +1,104 @@
+"""Session-wide real services on loopback, started by the fixtures themselves.
+
+- ``kafka_broker``: the embedded Kafka-protocol broker as its own process (``python -m fabric_ray.broker``);
+- ``s3_endpoint``: moto's S3 server (``moto_server``) with a bucket;
+- ``ray_cluster``: one local Ray cluster for the whole session (started lazily, by integration tests only);
+- ``serve_port``: the Ray Serve HTTP port of that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fabric_ray.loopback import keep_on_loopback
+
+keep_on_loopback()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> str:
+    """Bootstrap address of a Kafka-protocol broker process on loopback."""
+    ready = tmp_path_factory.mktemp("broker") / "ready.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fabric_ray.broker", "--ready-file", str(ready)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the embedded broker did not start")
+        time.sleep(0.05)
+    yield json.loads(ready.read_text())["bootstrap_servers"]
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> dict:
+    """A real S3 HTTP endpoint (moto's server) with bucket ``fabric-test``; yields client settings."""
+    port = free_port()
+    moto = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        settings = {
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "region": "us-east-1",
+            "access_key_id": "testing",
+            "secret_access_key": "testing",
+            "bucket": "fabric-test",
+        }
+        import s3fs
+
+        fs = s3fs.S3FileSystem(
+            key="testing", secret="testing", client_kwargs={"endpoint_url": settings["endpoint_url"], "region_name": "us-east-1"}
+        )
+        fs.mkdir("fabric-test")
+        yield settings
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the session, sized for a 2-core machine."""
+    import ray
+
+    ray.init(num_cpus=2, namespace="fabric-tests", include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster) -> int:
+    """Ray Serve's HTTP port on the session cluster."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()

@@ -1,0 +1,52 @@
+"""Integration tier: fabrics on the session's Ray cluster, broker and S3 endpoint.
+
+Each ``make_fabric()`` gets its own Ray namespace, topics, consumer group and HTTP route prefix,
+so tests share the cluster without sharing state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+
+from fabric_ray import Fabric, load_config
+from fabric_ray.config import FabricConfig
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def make_fabric(ray_cluster, kafka_broker, serve_port, tmp_path):
+    """Factory: ``make_fabric(**stream_overrides) -> started Fabric``; all are stopped after the test."""
+    started: list[Fabric] = []
+
+    def make(serve_http: bool = True, **stream: object) -> Fabric:
+        name = f"t{next(_counter)}_{uuid.uuid4().hex[:6]}"
+        config = fabric_config(name, kafka_broker, serve_port, tmp_path / name, **stream)
+        fabric = Fabric(config).start(serve_http=serve_http)
+        started.append(fabric)
+        return fabric
+
+    yield make
+    for fabric in started:
+        fabric.stop()
+
+
+def fabric_config(name: str, bootstrap: str, port: int, home, **stream: object) -> FabricConfig:
+    """A config isolated under ``name`` on the shared cluster, broker and Serve port."""
+    return load_config(
+        None,
+        home=str(home),
+        ray={"address": "auto", "namespace": name},
+        kafka={"bootstrap_servers": bootstrap, "topic_creation": "metadata"},
+        serving={"port": port, "route_prefix": f"/{name}"},
+        stream={
+            "topic": f"payments_{name}",
+            "dead_letter_topic": f"payments_{name}.dlq",
+            "consumer_group": f"fabric_{name}",
+            "batch_size": 2000,
+            **stream,
+        },
+    )
