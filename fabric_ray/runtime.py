@@ -41,15 +41,32 @@ def ensure_ray(cfg: RayConfig, *, dashboard: bool = False) -> bool:
         _context = ray.init(num_cpus=cfg.num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
         return True
     if cfg.address != "auto" and not cfg.address.startswith("ray://"):
-        # A local cluster started by `ray start`/`ray.init` has token auth on; an explicit
-        # address needs the mode said out loud (address="auto" finds it by itself).
-        if (Path.home() / ".ray" / "auth_token").exists():
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        _enable_token_auth_if_token_exists()
     try:
         ray.init(address=cfg.address, **kwargs)
     except ConnectionError as exc:
         raise ConnectionError(f"cannot reach the Ray cluster at ray.address={cfg.address!r}: {exc}") from None
     return False
+
+
+def _enable_token_auth_if_token_exists() -> None:
+    """Use Ray's token auth for an explicit address when a token exists and no mode was chosen.
+
+    A local cluster started by ``ray.init()`` or ``ray start`` has token auth on, and
+    ``address="auto"`` finds the token by itself, but an explicit address does not. Setting
+    ``RAY_AUTH_MODE`` is not enough once Ray is imported: its cached config must be refreshed,
+    which Ray's own helper does.
+    """
+    if os.environ.get("RAY_AUTH_MODE") is not None or not (Path.home() / ".ray" / "auth_token").exists():
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: the variable alone works if set before import
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def find_actor(name: str, namespace: str) -> Any | None:
