@@ -164,10 +164,15 @@ class Fabric:
         self.stop()
 
     # -- use -----------------------------------------------------------------------------------
+    def _require_started(self) -> None:
+        if self._supervisor is None:
+            raise RuntimeError("this Fabric is not started: call start() or attach() first (or use fabric_ray.connect())")
+
     def status(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """Stream progress (owners, partitions, lag, throughput), cache sizes and the endpoint URL."""
         import ray
 
+        self._require_started()
         stream = ray.get(self._supervisor.status.remote(timeout_s), timeout=timeout_s * 2)
         sizes = ray.get([s.size.remote(USER_PAYMENTS.name) for s in self._shards], timeout=timeout_s)
         return {
@@ -200,6 +205,7 @@ class Fabric:
         """
         import ray
 
+        self._require_started()
         deadline = time.monotonic() + timeout_s
         while True:
             status = ray.get(self._supervisor.status.remote(), timeout=30)
@@ -222,6 +228,7 @@ class Fabric:
         """
         from actors.cache import read_online
 
+        self._require_started()
         req = parse_request(
             {"features": list(features), "entities": entities, "full_feature_names": full_feature_names},
             {USER_PAYMENTS.name: USER_PAYMENTS},

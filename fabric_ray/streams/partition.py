@@ -127,6 +127,22 @@ class PartitionStats:
     busy_s: float = 0.0
 
 
+@dataclass
+class _Outputs:
+    """What one batch must still emit (kept across a sink failure)."""
+
+    read: int
+    processed: int
+    letters: list[DeadLetter]
+    features: pa.Table | None
+    next_offsets: dict[int, int]
+    started: float
+    rejected_offsets: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rejected_offsets = [(d.partition, d.offset) for d in self.letters]
+
+
 class PartitionProcessor:
     """Process the partitions of one source a batch at a time.
 
@@ -168,46 +184,67 @@ class PartitionProcessor:
         self.poll_timeout_s = poll_timeout_s
         self.state = KeyedWindowAggregate(spec.window_ms)
         self.stats = PartitionStats()
+        self._pending: _Outputs | None = None
 
     def next_batch(self) -> int:
-        """Handle at most one batch; return how many messages it held (0: nothing arrived)."""
+        """Handle at most one batch; return how many messages it held (0: nothing arrived).
+
+        If a sink fails, the batch's outputs are kept and retried by the next call before
+        anything new is read, so a failing sink neither loses messages nor counts them twice.
+
+        Raises:
+            Exception: whatever a sink raised; the call may simply be repeated.
+        """
+        if self._pending is not None:
+            pending = self._pending
+            self._emit(pending)
+            return pending.read
         raw = self.source.read_batch(self.batch_size, self.poll_timeout_s)
         if len(raw) == 0:
             return 0
         t0 = time.perf_counter()
         decoded = self.spec.decoder.decode(raw.values)
-        if decoded.rejected:
-            self.dead_letters.send(
-                [
-                    DeadLetter(
-                        topic=raw.topic,
-                        partition=int(raw.partitions[i]),
-                        offset=int(raw.offsets[i]),
-                        key=raw.keys[i],
-                        value=raw.values[i],
-                        reason=reason,
-                    )
-                    for i, reason in decoded.rejected
-                ]
+        letters = [
+            DeadLetter(
+                topic=raw.topic,
+                partition=int(raw.partitions[i]),
+                offset=int(raw.offsets[i]),
+                key=raw.keys[i],
+                value=raw.values[i],
+                reason=reason,
             )
+            for i, reason in decoded.rejected
+        ]
         table = decoded.table
+        features = None
         if table.num_rows:
             state = self.state.update(
                 table[self.spec.key_field].combine_chunks(),
                 table[self.spec.value_field].combine_chunks(),
                 table[self.spec.event_time_field].combine_chunks(),
             )
-            self.features.write(self.spec.features(state))
-        next_offsets = raw.next_offsets()
-        self.source.commit(next_offsets)
-        s = self.stats
-        s.read += len(raw)
-        s.processed += table.num_rows
-        s.dead_lettered += len(decoded.rejected)
-        s.batches += 1
-        s.next_offsets.update(next_offsets)
-        s.busy_s += time.perf_counter() - t0
+            features = self.spec.features(state)
+        self._pending = _Outputs(len(raw), table.num_rows, letters, features, raw.next_offsets(), t0)
+        self._emit(self._pending)
         return len(raw)
+
+    def _emit(self, out: _Outputs) -> None:
+        # Each step is marked done as it succeeds, so a retry redoes only what failed.
+        if out.letters:
+            self.dead_letters.send(out.letters)
+            out.letters = []
+        if out.features is not None:
+            self.features.write(out.features)
+            out.features = None
+        self.source.commit(out.next_offsets)
+        s = self.stats
+        s.read += out.read
+        s.processed += out.processed
+        s.dead_lettered += len(out.rejected_offsets)
+        s.batches += 1
+        s.next_offsets.update(out.next_offsets)
+        s.busy_s += time.perf_counter() - out.started
+        self._pending = None
 
     def lag(self) -> dict[int, int]:
         """Messages not yet processed per partition: high watermark minus next offset."""
