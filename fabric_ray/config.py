@@ -246,6 +246,10 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
             raise ConfigError(f"config file {source!r} does not exist") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {source!r} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {source!r} is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {source!r} cannot be read: {exc.strerror or exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {source!r} must hold a mapping, got {type(loaded).__name__}")
         data = loaded or {}

@@ -14,7 +14,7 @@ _DTYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), 
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"{kind} name {name!r} must be an identifier (letters, digits, underscores)")
 
 
@@ -85,6 +85,8 @@ class FeatureView:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"feature view {self.name!r}: duplicate features {dupes}")
+        if self.ttl_s is not None and self.ttl_s <= 0:
+            raise ValueError(f"feature view {self.name!r}: ttl_s must be positive or None; got {self.ttl_s}")
         if self.entity.join_key in names:
             raise ValueError(f"feature view {self.name!r}: feature name {self.entity.join_key!r} clashes with the join key")
 

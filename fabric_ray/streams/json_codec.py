@@ -44,8 +44,16 @@ def _check_value(field: pa.Field, value: Any) -> str | None:
     t = field.type
     if pa.types.is_integer(t):
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok:
+            lo, hi = (-(2 ** (t.bit_width - 1)), 2 ** (t.bit_width - 1)) if pa.types.is_signed_integer(t) else (0, 2**t.bit_width)
+            if not lo <= value < hi:
+                return f"field {field.name!r}: {value} is out of range for {t}"
     elif pa.types.is_floating(t):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(float(value))
+        except OverflowError:
+            ok = False
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         ok = isinstance(value, str)
     elif pa.types.is_boolean(t):
@@ -91,6 +99,8 @@ class JsonDecoder:
             raise ValueError(f"required fields {missing} are not in the schema {schema.names}")
         self.schema = schema
         self.required = tuple(required)
+        self._has_strings = any(pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in schema)
+        self._floats = [f.name for f in schema if pa.types.is_floating(f.type)]
         self._parse_options = pajson.ParseOptions(
             explicit_schema=schema, unexpected_field_behavior="ignore"
         )
@@ -132,16 +142,25 @@ class JsonDecoder:
             self._decode_range(values, mid, stop, tables, kept, rejected)
 
     def _decode_fast(self, values: Sequence[bytes | None]) -> pa.Table | None:
-        # An empty or missing payload would shift rows against messages: take the slow path.
-        if any(not v for v in values):
-            return None
+        # Only batches of one-line payloads that open an object take the fast path: a blank,
+        # missing or multi-line payload would shift rows against messages, and pyarrow's reader
+        # mishandles (even crashes on) lines like `null`. The careful path judges the rest.
+        for v in values:
+            if not v or v[0] != 0x7B or b"\n" in v or b"\r" in v:
+                return None
         try:
             table = pajson.read_json(io.BytesIO(b"\n".join(values)), parse_options=self._parse_options)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
-        if table.num_rows != len(values):  # a payload held a newline between objects
+        if table.num_rows != len(values):
             return None
-        return table.select(self.schema.names).combine_chunks()
+        table = table.select(self.schema.names).combine_chunks()
+        if self._has_strings:
+            try:
+                table.validate(full=True)  # pyarrow's JSON reader does not check UTF-8
+            except pa.ArrowInvalid:
+                return None
+        return table
 
     def _decode_slow(self, values: Sequence[bytes | None]) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
         rows: list[dict[str, Any]] = []
@@ -172,17 +191,21 @@ class JsonDecoder:
         return table, np.asarray(kept, dtype=np.int64), rejected
 
     def _validate(self, table: pa.Table, kept: np.ndarray, rejected: list[tuple[int, str]]) -> Decoded:
-        if not self.required or table.num_rows == 0:
+        # Rows must have every required field and finite floats (JSON readers accept NaN/Infinity).
+        checks = [(name, pc.is_valid(table[name]), "missing required field {name!r}") for name in self.required]
+        checks += [
+            (name, pc.or_kleene(pc.is_null(table[name]), pc.is_finite(table[name])), "field {name!r}: expected a finite number, got {value}")
+            for name in self._floats
+        ]
+        if table.num_rows == 0 or not checks:
             return Decoded(table, kept, sorted(rejected))
-        valid = None
-        for name in self.required:
-            ok = pc.is_valid(table[name])
-            valid = ok if valid is None else pc.and_(valid, ok)
+        valid = checks[0][1]
+        for _, ok, _ in checks[1:]:
+            valid = pc.and_(valid, ok)
         valid_np = valid.to_numpy(zero_copy_only=False)
         if valid_np.all():
             return Decoded(table, kept, sorted(rejected))
-        bad_rows = np.flatnonzero(~valid_np)
-        for row in bad_rows.tolist():
-            name = next(n for n in self.required if table[n][row].as_py() is None)
-            rejected.append((int(kept[row]), f"missing required field {name!r}"))
+        for row in np.flatnonzero(~valid_np).tolist():
+            name, _, template = next(c for c in checks if not c[1][row].as_py())
+            rejected.append((int(kept[row]), template.format(name=name, value=table[name][row].as_py())))
         return Decoded(table.filter(valid), kept[valid_np], sorted(rejected))

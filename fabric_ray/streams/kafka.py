@@ -6,6 +6,7 @@ address differs. ``client`` settings (security, SASL, SSL) pass through to every
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from typing import Iterable, Mapping, Sequence
 
@@ -67,6 +68,7 @@ def ensure_topic(
 
     Raises:
         KafkaException: the broker refused to create the topic.
+        TimeoutError: the broker did not answer the CreateTopics request.
         LookupError: the topic still does not exist after ``timeout_s``.
     """
     try:
@@ -78,6 +80,11 @@ def ensure_topic(
         future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
         try:
             future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"{bootstrap_servers} did not answer CreateTopics for {topic!r} within {timeout_s}s; for a broker "
+                "without the admin API (like the embedded one) set kafka.topic_creation: metadata"
+            ) from None
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
