@@ -247,7 +247,9 @@ class Fabric:
         (home / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
-def connect(address: str = "auto", *, namespace: str = "fabric", config: FabricConfig | None = None) -> Fabric:
+def connect(
+    address: str = "auto", *, namespace: str = "fabric", config: FabricConfig | None = None, timeout_s: float = 10
+) -> Fabric:
     """Attach to a running fabric from any process that can reach its Ray cluster.
 
     Args:
@@ -255,6 +257,7 @@ def connect(address: str = "auto", *, namespace: str = "fabric", config: FabricC
         namespace: the fabric's Ray namespace.
         config: base configuration (default: :func:`load_config`); ``address`` and
             ``namespace`` replace its Ray settings.
+        timeout_s: how long to wait for the fabric's actors to be found.
 
     Raises:
         ConnectionError: Ray does not answer at ``address``.
@@ -262,4 +265,4 @@ def connect(address: str = "auto", *, namespace: str = "fabric", config: FabricC
     """
     base = config or load_config()
     cfg = base.model_copy(update={"ray": base.ray.model_copy(update={"address": address, "namespace": namespace})})
-    return Fabric(cfg).attach()
+    return Fabric(cfg).attach(timeout_s)

@@ -25,6 +25,7 @@ from fabric_ray.features.online import merge_lookups
 from fabric_ray.features.wire import RequestError, build_response, parse_request
 
 READ_TIMEOUT_S = 10.0
+MAX_BODY_BYTES = 8 * 1024 * 1024
 api = FastAPI(title="fabric_ray features", description="Feast-compatible online feature server")
 
 
@@ -58,10 +59,14 @@ class FeatureServer:
     async def get_online_features(self, request: Request) -> JSONResponse:
         """Feast's ``/get-online-features``: see ``fabric_ray.features.wire``."""
         raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, f"request body is {len(raw)} bytes; at most {MAX_BODY_BYTES}")
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"request body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "request body is not valid JSON: nested too deeply")
         try:
             req = parse_request(body, self._views)
         except RequestError as exc:

@@ -56,6 +56,11 @@ def _check_value(field: pa.Field, value: Any) -> str | None:
             ok = False
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         ok = isinstance(value, str)
+        if ok:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"field {field.name!r}: not encodable as UTF-8 (lone surrogate?)"
     elif pa.types.is_boolean(t):
         ok = isinstance(value, bool)
     else:  # nested or temporal types: let Arrow judge
@@ -177,6 +182,9 @@ class JsonDecoder:
                 pos = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
                 rejected.append((i, f"not valid JSON: {msg}{pos}"))
                 continue
+            except RecursionError:
+                rejected.append((i, "not valid JSON: nested too deeply"))
+                continue
             if not isinstance(obj, dict):
                 rejected.append((i, f"expected a JSON object, got {type(obj).__name__}"))
                 continue
@@ -187,8 +195,24 @@ class JsonDecoder:
                 continue
             rows.append(row)
             kept.append(i)
-        table = pa.Table.from_pylist(rows, schema=self.schema)
+        try:
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            # A value _check_value let through that Arrow refuses: find it row by row.
+            table, kept = self._rows_one_by_one(rows, kept, rejected)
         return table, np.asarray(kept, dtype=np.int64), rejected
+
+    def _rows_one_by_one(self, rows: list[dict[str, Any]], kept: list[int], rejected: list[tuple[int, str]]) -> tuple[pa.Table, list[int]]:
+        good_rows, good_idx = [], []
+        for row, i in zip(rows, kept):
+            try:
+                pa.Table.from_pylist([row], schema=self.schema)
+            except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                rejected.append((i, f"cannot convert to {self.schema.names}: {type(exc).__name__}: {exc}"[:300]))
+                continue
+            good_rows.append(row)
+            good_idx.append(i)
+        return pa.Table.from_pylist(good_rows, schema=self.schema), good_idx
 
     def _validate(self, table: pa.Table, kept: np.ndarray, rejected: list[tuple[int, str]]) -> Decoded:
         # Rows must have every required field and finite floats (JSON readers accept NaN/Infinity).

@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from fabric_ray.streams.aggregates import KeyedWindowAggregate
-from fabric_ray.streams.json_codec import JsonDecoder
+from fabric_ray.streams.json_codec import Decoded, JsonDecoder
 from fabric_ray.streams.records import DeadLetter, RawBatch
 
 __all__ = [
@@ -203,7 +204,11 @@ class PartitionProcessor:
         if len(raw) == 0:
             return 0
         t0 = time.perf_counter()
-        decoded = self.spec.decoder.decode(raw.values)
+        try:
+            decoded = self.spec.decoder.decode(raw.values)
+        except Exception as exc:  # a decoder bug must not lose the batch: dead-letter it whole
+            reason = f"decoder failed on this batch: {type(exc).__name__}: {exc}"[:500]
+            decoded = Decoded(self.spec.decoder.schema.empty_table(), np.empty(0, np.int64), [(i, reason) for i in range(len(raw))])
         letters = [
             DeadLetter(
                 topic=raw.topic,

@@ -50,3 +50,20 @@ def fabric_config(name: str, bootstrap: str, port: int, home, **stream: object) 
             **stream,
         },
     )
+
+
+@pytest.fixture(scope="module")
+def make_module_fabric(ray_cluster, kafka_broker, serve_port, tmp_path_factory):
+    """Like ``make_fabric``, but the fabrics live for the whole test module (stopped at its end)."""
+    started: list[Fabric] = []
+
+    def make(serve_http: bool = True, **stream: object) -> Fabric:
+        name = f"m{next(_counter)}_{uuid.uuid4().hex[:6]}"
+        config = fabric_config(name, kafka_broker, serve_port, tmp_path_factory.mktemp(name), **stream)
+        fabric = Fabric(config).start(serve_http=serve_http)
+        started.append(fabric)
+        return fabric
+
+    yield make
+    for fabric in started:
+        fabric.stop()

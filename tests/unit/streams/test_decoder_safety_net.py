@@ -1,0 +1,52 @@
+"""Payloads that trip Python or Arrow internals are dead-lettered one by one; a decoder bug never loses a batch."""
+
+import json
+
+import pyarrow as pa
+
+from fabric_ray.demo.payments import PAYMENTS_SPEC
+from fabric_ray.streams.json_codec import JsonDecoder
+from fabric_ray.streams.partition import PartitionProcessor, WindowedFeaturesSpec
+from fabric_ray.testing import CollectingSink, MemorySource
+
+SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
+
+
+def good(i: int) -> bytes:
+    return json.dumps({"id": f"e{i}", "n": i}).encode()
+
+
+def test_deep_nesting_is_rejected_not_raised():
+    deep = b'{"id": "x", "n": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    out = JsonDecoder(SCHEMA, ["id"]).decode([good(0), deep, good(2)])
+    assert out.kept.tolist() == [0, 2]
+    assert out.rejected == [(1, "not valid JSON: nested too deeply")]
+
+
+def test_lone_surrogate_is_rejected_with_the_field_named():
+    bad = b'{"id": "\\ud800", "n": 1}'
+    out = JsonDecoder(SCHEMA, ["id"]).decode([good(0), bad])
+    assert out.kept.tolist() == [0]
+    assert out.rejected[0][0] == 1 and "'id'" in out.rejected[0][1]
+
+
+class ExplodingDecoder(JsonDecoder):
+    def decode(self, values):
+        raise RuntimeError("boom")
+
+
+def test_a_decoder_bug_dead_letters_the_whole_batch_instead_of_losing_it():
+    spec = WindowedFeaturesSpec(
+        decoder=ExplodingDecoder(PAYMENTS_SPEC.decoder.schema, PAYMENTS_SPEC.decoder.required),
+        key_field="user_id",
+        value_field="amount",
+        event_time_field="event_ts",
+        window_ms=60_000,
+    )
+    dead = CollectingSink()
+    source = MemorySource("payments", {0: [b"{}", b"{}", b"{}"]})
+    proc = PartitionProcessor(source, spec, CollectingSink(), dead, poll_timeout_s=0)
+    assert proc.next_batch() == 3
+    assert [d.offset for d in dead.items] == [0, 1, 2]
+    assert all("decoder failed" in d.reason and "boom" in d.reason for d in dead.items)
+    assert proc.stats.dead_lettered == 3 and source.committed == {0: 3}
