@@ -183,8 +183,13 @@ class JsonDecoder:
                 rejected.append((i, f"not valid JSON: {msg}{pos}"))
                 continue
             except RecursionError:
-                rejected.append((i, "not valid JSON: nested too deeply"))
-                continue
+                # Arrow's reader may still take it (deep nesting only in ignored fields): judge
+                # it as the fast path would, so the verdict does not depend on its neighbours.
+                alone = self._decode_fast([raw])
+                if alone is None:
+                    rejected.append((i, "not valid JSON: nested too deeply"))
+                    continue
+                obj = alone.to_pylist()[0]
             if not isinstance(obj, dict):
                 rejected.append((i, f"expected a JSON object, got {type(obj).__name__}"))
                 continue

@@ -58,3 +58,10 @@ def test_a_decoder_bug_dead_letters_the_whole_batch_instead_of_losing_it():
     assert [d.offset for d in dead.items] == [0, 1, 2]
     assert all("decoder failed" in d.reason and "boom" in d.reason for d in dead.items)
     assert proc.stats.dead_lettered == 3 and source.committed == {0: 3}
+
+
+def test_deep_nesting_in_an_ignored_field_gets_the_same_verdict_next_to_a_bad_message():
+    deep = b'{"id": "x", "n": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    out = JsonDecoder(SCHEMA, ["id"]).decode([b"not json", deep])
+    assert out.kept.tolist() == [1]
+    assert out.table["id"].to_pylist() == ["x"]
