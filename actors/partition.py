@@ -78,6 +78,7 @@ class PartitionActor:
             "partitions": self._partitions,
             "processed": st.processed,
             "dead_lettered": st.dead_lettered,
+            "offset_gaps": getattr(self._processor.source, "offset_gaps", 0),
             "next_offsets": dict(st.next_offsets),
             "lag": dict(self._lag),
             "throughput_eps": st.read / st.busy_s if st.busy_s > 0 else 0.0,

@@ -44,11 +44,19 @@ def _serve(config: FabricConfig) -> int:
 
     home = config.home
     done = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        done.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, on_signal)
     fabric = Fabric(config)
     try:
         fabric.start(dashboard=True)
+        # ray.init installs its own SIGTERM handler, which exits at once: take it back so that
+        # `fabric down` stops the actors and the cluster cleanly.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
         state = {
             "pid": os.getpid(),
             "ray_address": cluster_address(),

@@ -33,6 +33,7 @@ class MemorySource:
         self._next = {p: (start_offsets or {}).get(p, 0) for p in self._data}
         self.committed: dict[int, int] = {}
         self.closed = False
+        self.offset_gaps = 0
 
     def append(self, partition: int, payloads: Sequence[bytes | None]) -> None:
         """Add messages to the end of a partition."""

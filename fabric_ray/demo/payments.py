@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator
-
 import numpy as np
 import pyarrow as pa
 
@@ -210,9 +208,3 @@ def expected_features(events: pa.Table, window_ms: int = WINDOW_MS) -> dict[int,
             "amount_sum_1m": float(w["sum"]),
         }
     return out
-
-
-def iter_chunks(events: GeneratedEvents, size: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
-    """Yield ``(keys, payloads)`` chunks of at most ``size`` messages."""
-    for i in range(0, len(events), size):
-        yield events.keys[i : i + size], events.payloads[i : i + size]

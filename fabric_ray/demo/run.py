@@ -10,7 +10,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import httpx
 import numpy as np
@@ -49,8 +49,23 @@ class DemoOptions:
     progress: bool = True
 
 
-def produce(bootstrap_servers: str, topic: str, keys: list[bytes], payloads: list[bytes], *, client: dict[str, str] | None = None, progress: bool = True) -> None:
+def produce(
+    bootstrap_servers: str,
+    topic: str,
+    keys: list[bytes],
+    payloads: list[bytes],
+    *,
+    client: dict[str, str] | None = None,
+    progress: bool = True,
+    chunk: int = 5000,
+    before_chunk: Callable[[int], None] | None = None,
+) -> None:
     """Produce ``payloads`` keyed by ``keys`` and wait until the broker has all of them.
+
+    Args:
+        chunk: messages between progress updates (and ``before_chunk`` calls).
+        before_chunk: called with the number sent so far before each chunk, e.g. to pace the
+            producer against a consumer (benchmarks do).
 
     Raises:
         RuntimeError: some messages were not acknowledged.
@@ -63,17 +78,18 @@ def produce(bootstrap_servers: str, topic: str, keys: list[bytes], payloads: lis
             failures.append(str(err))
 
     with tqdm(total=len(payloads), desc="produce", unit="ev", disable=not progress, file=sys.stderr) as bar:
-        for i, (key, value) in enumerate(zip(keys, payloads)):
-            while True:
-                try:
-                    producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: let the broker catch up
-                    producer.poll(0.05)
-            if i % 5000 == 4999:
-                producer.poll(0)
-                bar.update(5000)
-        bar.update(len(payloads) - bar.n)
+        for start in range(0, len(payloads), chunk):
+            if before_chunk is not None:
+                before_chunk(start)
+            for key, value in zip(keys[start : start + chunk], payloads[start : start + chunk]):
+                while True:
+                    try:
+                        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                        break
+                    except BufferError:  # local queue full: let the broker catch up
+                        producer.poll(0.05)
+            producer.poll(0)
+            bar.update(min(chunk, len(payloads) - start))
         left = producer.flush(60)
     if left or failures:
         raise RuntimeError(f"{left} messages unacknowledged, {len(failures)} failed: {failures[:3]}")
@@ -128,6 +144,11 @@ def run_demo(config: FabricConfig, options: DemoOptions = DemoOptions(), out: Te
             summary = fabric.wait_until_consumed(len(events), timeout_s=options.timeout_s, on_progress=lambda n: bar.update(n - bar.n))
         elapsed = time.perf_counter() - t_up
         say(f"stream: {summary['processed']:,} processed, {summary['dead_lettered']:,} dead-lettered in {elapsed:.2f}s")
+        if summary.get("offset_gaps"):
+            say(
+                f"LOST {summary['offset_gaps']:,} events: the broker deleted them before they were read "
+                "(the embedded broker keeps about 5 MiB per partition; see docs/broker.md)"
+            )
         users = sorted(random.Random(options.seed).sample(sorted(expected), min(options.sample, len(expected))))
         mismatches, latencies = check_features(config.serving.url, expected, users)
     finally:
@@ -139,6 +160,7 @@ def run_demo(config: FabricConfig, options: DemoOptions = DemoOptions(), out: Te
         "processed": summary["processed"],
         "dead_lettered": summary["dead_lettered"],
         "dead_lettered_expected": events.bad,
+        "lost_to_retention": summary.get("offset_gaps", 0),
         "features_checked": len(users) * len(USER_PAYMENTS.feature_names),
         "mismatches": len(mismatches),
         "throughput_eps": round(len(events) / elapsed, 1),

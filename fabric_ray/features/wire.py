@@ -24,6 +24,11 @@ from fabric_ray.features.definitions import FeatureView
 __all__ = ["OnlineRequest", "RequestError", "build_response", "parse_request"]
 
 MAX_ENTITIES = 10_000
+# Fields Feast 0.67's clients send. include_feature_view_version_metadata is accepted and ignored:
+# feature views have no versions here yet.
+_REQUEST_FIELDS = frozenset(
+    {"features", "feature_service", "entities", "full_feature_names", "include_feature_view_version_metadata"}
+)
 _EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -87,9 +92,9 @@ def parse_request(body: Any, views: Mapping[str, FeatureView]) -> OnlineRequest:
     """
     if not isinstance(body, dict):
         raise RequestError(f"request body must be a JSON object, got {type(body).__name__}")
-    unknown_fields = sorted(set(body) - {"features", "feature_service", "entities", "full_feature_names"})
+    unknown_fields = sorted(set(body) - _REQUEST_FIELDS)
     if unknown_fields:
-        raise RequestError(f"unknown request fields {unknown_fields}; expected features, entities, full_feature_names")
+        raise RequestError(f"unknown request fields {unknown_fields}; expected some of {sorted(_REQUEST_FIELDS)}")
     if "feature_service" in body:
         raise RequestError(f"unknown feature service {body['feature_service']!r}: feature services are not defined yet", 404)
     features = body.get("features")

@@ -40,6 +40,7 @@ class OwnerStatus:
     state: str = "running"
     processed: int = 0
     dead_lettered: int = 0
+    offset_gaps: int = 0
     lag: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
     throughput_eps: float = 0.0
@@ -55,6 +56,7 @@ class OwnerStatus:
             state=str(report.get("state", "running")),
             processed=int(report.get("processed", 0)),
             dead_lettered=int(report.get("dead_lettered", 0)),
+            offset_gaps=int(report.get("offset_gaps", 0)),
             lag={int(k): int(v) for k, v in dict(report.get("lag", {})).items()},
             next_offsets={int(k): int(v) for k, v in dict(report.get("next_offsets", {})).items()},
             throughput_eps=float(report.get("throughput_eps", 0.0)),
@@ -79,6 +81,7 @@ def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
         "partitions": sum(len(o.partitions) for o in owners),
         "processed": sum(o.processed for o in owners),
         "dead_lettered": sum(o.dead_lettered for o in owners),
+        "offset_gaps": sum(o.offset_gaps for o in owners),
         "lag": sum(lag.values()),
         "throughput_eps": sum(o.throughput_eps for o in owners),
         "restarts": sum(o.restarts for o in owners),

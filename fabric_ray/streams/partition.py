@@ -45,6 +45,11 @@ class Source(Protocol):
         """Record progress where outside tools can see it (a consumer group)."""
         ...
 
+    @property
+    def offset_gaps(self) -> int:
+        """Offsets skipped because the broker no longer had them (0 where unknown)."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...

@@ -14,7 +14,6 @@ from fabric_ray.demo.payments import (
     USER_PAYMENTS,
     expected_features,
     generate_events,
-    iter_chunks,
 )
 
 
@@ -101,14 +100,6 @@ def test_event_times_start_near_start_ms_and_are_not_sorted():
 
 def test_table_has_the_payments_schema():
     assert generate_events(10).table.schema == PAYMENTS_SCHEMA
-
-
-def test_iter_chunks_covers_everything_in_order():
-    ev = generate_events(25, bad_fraction=0)
-    chunks = list(iter_chunks(ev, 10))
-    assert [len(p) for _, p in chunks] == [10, 10, 5]
-    assert [k for keys, _ in chunks for k in keys] == ev.keys
-    assert [p for _, ps in chunks for p in ps] == ev.payloads
 
 
 def test_spec_outputs_match_the_feature_view():

@@ -224,3 +224,16 @@ def test_build_response_join_key_column_has_one_entry_per_key():
     assert first["values"] == keys and len(first["statuses"]) == len(first["event_timestamps"]) == 50
     assert second["event_timestamps"] == ["1970-01-01T00:00:00Z"] * 50
     assert second["statuses"] == ["NOT_FOUND"] * 50
+
+
+def test_feast_clients_version_metadata_flag_is_accepted():
+    from fabric_ray.demo.payments import USER_PAYMENTS
+    from fabric_ray.features.wire import parse_request
+
+    body = {
+        "features": ["user_payments:txn_count"],
+        "entities": {"user_id": [1]},
+        "full_feature_names": False,
+        "include_feature_view_version_metadata": False,
+    }
+    assert parse_request(body, {"user_payments": USER_PAYMENTS}).keys == [1]
