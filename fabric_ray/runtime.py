@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import ray
 
@@ -18,12 +18,14 @@ __all__ = ["ensure_ray", "find_actor", "get_or_create_actor", "kill_actor", "wai
 _context: Any = None
 
 
-def ensure_ray(cfg: RayConfig, *, dashboard: bool = False) -> bool:
+def ensure_ray(cfg: RayConfig, *, dashboard: bool = False, env: Mapping[str, str] | None = None) -> bool:
     """Connect to Ray as ``cfg`` says, unless this process already is.
 
     Args:
         cfg: where Ray runs.
         dashboard: start the dashboard with a new local cluster (needed by ``ray job submit``).
+        env: variables a new local cluster must start with (e.g. :func:`ingress_env`); they
+            are set in this process, whose environment Ray's processes inherit.
 
     Returns:
         ``True`` if this call started a new local cluster (which then lives as long as this
@@ -38,6 +40,8 @@ def ensure_ray(cfg: RayConfig, *, dashboard: bool = False) -> bool:
     kwargs: dict[str, Any] = {"namespace": cfg.namespace, "log_to_driver": False}
     if cfg.address is None:
         global _context
+        for key, value in (env or {}).items():
+            os.environ.setdefault(key, value)
         _context = ray.init(num_cpus=cfg.num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
         return True
     if cfg.address != "auto" and not cfg.address.startswith("ray://"):

@@ -89,7 +89,16 @@ def ray_cluster():
     """One local Ray cluster for the session, sized for a 2-core machine."""
     import ray
 
+    from fabric_ray.loopback import ingress_env
+
+    env = ingress_env("auto")  # the ingress the fabric itself picks
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
     ray.init(num_cpus=2, namespace="fabric-tests", include_dashboard=False, log_to_driver=False)
+    # Ray's processes have the ports now; clusters that tests start in subprocesses must pick their own.
+    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        if os.environ.get(key) == env.get(key):
+            os.environ.pop(key)
     yield ray
     ray.shutdown()
 
