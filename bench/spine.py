@@ -62,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-ahead",
         type=int,
-        default=20_000,
-        help="most messages the producer may be ahead of the consumer under test (default 20000): the embedded "
-        "broker keeps only 5 MiB per partition",
+        default=50_000,
+        help="most messages the producer may be ahead of the consumer under test (default 50000): the embedded "
+        "broker keeps only 5 MiB of lz4-compressed batches per partition",
     )
     parser.add_argument("--timeout", type=float, default=120, help="longest wait for one side to consume a round (default 120 s)")
 
