@@ -17,18 +17,24 @@ from fabric_ray.config import FabricConfig
 _counter = itertools.count()
 
 
-@pytest.fixture
-def make_fabric(ray_cluster, kafka_broker, serve_port, tmp_path):
-    """Factory: ``make_fabric(**stream_overrides) -> started Fabric``; all are stopped after the test."""
+def _factory(prefix: str, kafka_broker: str, serve_port: int, new_home):
+    """A ``make(**stream_overrides) -> started Fabric`` and the list of fabrics it started."""
     started: list[Fabric] = []
 
     def make(serve_http: bool = True, **stream: object) -> Fabric:
-        name = f"t{next(_counter)}_{uuid.uuid4().hex[:6]}"
-        config = fabric_config(name, kafka_broker, serve_port, tmp_path / name, **stream)
+        name = f"{prefix}{next(_counter)}_{uuid.uuid4().hex[:6]}"
+        config = fabric_config(name, kafka_broker, serve_port, new_home(name), **stream)
         fabric = Fabric(config).start(serve_http=serve_http)
         started.append(fabric)
         return fabric
 
+    return make, started
+
+
+@pytest.fixture
+def make_fabric(ray_cluster, kafka_broker, serve_port, tmp_path):
+    """Factory: ``make_fabric(**stream_overrides) -> started Fabric``; all are stopped after the test."""
+    make, started = _factory("t", kafka_broker, serve_port, lambda name: tmp_path / name)
     yield make
     for fabric in started:
         fabric.stop()
@@ -55,15 +61,7 @@ def fabric_config(name: str, bootstrap: str, port: int, home, **stream: object) 
 @pytest.fixture(scope="module")
 def make_module_fabric(ray_cluster, kafka_broker, serve_port, tmp_path_factory):
     """Like ``make_fabric``, but the fabrics live for the whole test module (stopped at its end)."""
-    started: list[Fabric] = []
-
-    def make(serve_http: bool = True, **stream: object) -> Fabric:
-        name = f"m{next(_counter)}_{uuid.uuid4().hex[:6]}"
-        config = fabric_config(name, kafka_broker, serve_port, tmp_path_factory.mktemp(name), **stream)
-        fabric = Fabric(config).start(serve_http=serve_http)
-        started.append(fabric)
-        return fabric
-
+    make, started = _factory("m", kafka_broker, serve_port, tmp_path_factory.mktemp)
     yield make
     for fabric in started:
         fabric.stop()
