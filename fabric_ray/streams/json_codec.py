@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +21,19 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 __all__ = ["Decoded", "JsonDecoder"]
+
+
+_ROW = re.compile(r"in row (\d+)")
+
+
+@dataclass
+class _Parts:
+    """What decoding a batch has produced so far, in input order."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    kept: list[np.ndarray] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class JsonDecoder:
     """
 
     SLOW_PATH_ROWS = 32
+    FAST_ATTEMPTS = 16
 
     def __init__(self, schema: pa.Schema, required: Sequence[str] = ()) -> None:
         missing = [name for name in required if name not in schema.names]
@@ -114,58 +129,73 @@ class JsonDecoder:
         """Decode a batch of payloads; see the class docstring."""
         if not values:
             return Decoded(self.schema.empty_table(), np.empty(0, dtype=np.int64), [])
-        tables: list[pa.Table] = []
-        kept: list[np.ndarray] = []
-        rejected: list[tuple[int, str]] = []
-        self._decode_range(values, 0, len(values), tables, kept, rejected)
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        return self._validate(table, np.concatenate(kept), rejected)
+        out = _Parts()
+        self._decode_range(values, 0, len(values), out)
+        table = pa.concat_tables(out.tables) if len(out.tables) > 1 else out.tables[0]
+        return self._validate(table, np.concatenate(out.kept), out.rejected)
 
-    def _decode_range(
-        self,
-        values: Sequence[bytes | None],
-        start: int,
-        stop: int,
-        tables: list[pa.Table],
-        kept: list[np.ndarray],
-        rejected: list[tuple[int, str]],
-    ) -> None:
-        # Parse the whole range at once; on failure split it in halves, so a few bad messages
-        # in a large batch cost a few extra parses, not a message-by-message pass.
-        table = self._decode_fast(values[start:stop])
-        if table is not None:
-            tables.append(table)
-            kept.append(np.arange(start, stop, dtype=np.int64))
-        elif stop - start <= self.SLOW_PATH_ROWS:
-            table, idx, bad = self._decode_slow(values[start:stop])
-            tables.append(table)
-            kept.append(idx + start)
-            rejected.extend((i + start, reason) for i, reason in bad)
-        else:
-            mid = (start + stop) // 2
-            self._decode_range(values, start, mid, tables, kept, rejected)
-            self._decode_range(values, mid, stop, tables, kept, rejected)
+    def _decode_range(self, values: Sequence[bytes | None], start: int, stop: int, out: _Parts) -> None:
+        # Parse the whole range at once. When that fails, Arrow (or the pre-screen) usually names
+        # the offending row: parse up to it, judge it (and its neighbour, as Arrow sometimes
+        # names the next row) one by one, and go on after it. Without a row, split in halves.
+        # After FAST_ATTEMPTS failures in one batch the rest goes message by message, which
+        # bounds the cost of a batch full of bad messages.
+        while start < stop:
+            if out.failures >= self.FAST_ATTEMPTS or stop - start <= self.SLOW_PATH_ROWS:
+                self._slow_range(values, start, stop, out)
+                return
+            table, hint = self._decode_fast(values[start:stop])
+            if table is not None:
+                out.tables.append(table)
+                out.kept.append(np.arange(start, stop, dtype=np.int64))
+                return
+            out.failures += 1
+            if hint is not None and 0 <= hint < stop - start:
+                lo, hi = start + max(0, hint - 1), start + hint + 1
+                self._decode_range(values, start, lo, out)
+                self._slow_range(values, lo, hi, out)
+                start = hi
+            else:
+                mid = (start + stop) // 2
+                self._decode_range(values, start, mid, out)
+                start = mid
 
-    def _decode_fast(self, values: Sequence[bytes | None]) -> pa.Table | None:
-        # Only batches of one-line payloads that open an object take the fast path: a blank,
-        # missing or multi-line payload would shift rows against messages, and pyarrow's reader
-        # mishandles (even crashes on) lines like `null`. The careful path judges the rest.
-        for v in values:
+    def _slow_range(self, values: Sequence[bytes | None], start: int, stop: int, out: _Parts) -> None:
+        if start >= stop:
+            return
+        table, idx, bad = self._decode_slow(values[start:stop])
+        out.tables.append(table)
+        out.kept.append(idx + start)
+        out.rejected.extend((i + start, reason) for i, reason in bad)
+
+    def _decode_fast(self, values: Sequence[bytes | None]) -> tuple[pa.Table | None, int | None]:
+        """``(table, None)``, or ``(None, index of a bad message if known)``."""
+        # Only one-line payloads that open an object take the fast path: a blank, missing or
+        # multi-line payload would shift rows against messages, and pyarrow's reader mishandles
+        # (even crashes on) lines like `null`. The careful path judges the rest.
+        for i, v in enumerate(values):
             if not v or v[0] != 0x7B or b"\n" in v or b"\r" in v:
-                return None
+                return None, i
+        data = b"\n".join(values)
         try:
-            table = pajson.read_json(io.BytesIO(b"\n".join(values)), parse_options=self._parse_options)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return None
+            # One block for the whole range, so that "in row N" counts from its first message.
+            table = pajson.read_json(
+                io.BytesIO(data),
+                read_options=pajson.ReadOptions(block_size=len(data) + 1),
+                parse_options=self._parse_options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            row = _ROW.search(str(exc))
+            return None, int(row.group(1)) if row else None
         if table.num_rows != len(values):
-            return None
+            return None, None
         table = table.select(self.schema.names).combine_chunks()
         if self._has_strings:
             try:
                 table.validate(full=True)  # pyarrow's JSON reader does not check UTF-8
             except pa.ArrowInvalid:
-                return None
-        return table
+                return None, None
+        return table, None
 
     def _decode_slow(self, values: Sequence[bytes | None]) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
         rows: list[dict[str, Any]] = []
@@ -185,7 +215,7 @@ class JsonDecoder:
             except RecursionError:
                 # Arrow's reader may still take it (deep nesting only in ignored fields): judge
                 # it as the fast path would, so the verdict does not depend on its neighbours.
-                alone = self._decode_fast([raw])
+                alone, _ = self._decode_fast([raw])
                 if alone is None:
                     rejected.append((i, "not valid JSON: nested too deeply"))
                     continue

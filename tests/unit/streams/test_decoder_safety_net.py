@@ -65,3 +65,19 @@ def test_deep_nesting_in_an_ignored_field_gets_the_same_verdict_next_to_a_bad_me
     out = JsonDecoder(SCHEMA, ["id"]).decode([b"not json", deep])
     assert out.kept.tolist() == [1]
     assert out.table["id"].to_pylist() == ["x"]
+
+
+def test_a_batch_full_of_bad_messages_is_judged_message_by_message():
+    values = [good(i) if i % 2 else b'{"id": 1, "n": "x"}' for i in range(5000)]
+    out = JsonDecoder(SCHEMA, ["id"]).decode(values)
+    assert out.kept.tolist() == list(range(1, 5000, 2))
+    assert [i for i, _ in out.rejected] == list(range(0, 5000, 2))
+
+
+def test_arrow_row_hints_point_at_the_bad_message_even_when_off_by_one():
+    values = [good(i) for i in range(3000)]
+    values[1234] = b'{"id": "a"} trailing'  # Arrow reports the row after this one
+    values[2500] = b'{"id": "b", "n": 1.5}'  # a conversion error names no row at all
+    out = JsonDecoder(SCHEMA, ["id"]).decode(values)
+    assert [i for i, _ in out.rejected] == [1234, 2500]
+    assert out.kept.tolist() == [i for i in range(3000) if i not in (1234, 2500)]

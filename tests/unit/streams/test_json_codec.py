@@ -383,7 +383,8 @@ def test_bisection_checks_few_messages_one_by_one(decoder, monkeypatch):
         values[i] = b"nope"
     out = decoder.decode(values)
     assert [i for i, _ in out.rejected] == [3, 6000, 9990]
-    assert 1 <= len(seen) <= 3
+    # each bad message costs at most a couple of small one-by-one checks around it
+    assert 1 <= len(seen) <= 3 * 2
     assert sum(seen) <= 3 * JsonDecoder.SLOW_PATH_ROWS
 
 
