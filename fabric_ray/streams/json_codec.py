@@ -64,10 +64,14 @@ def _check_value(field: pa.Field, value: Any) -> str | None:
                 return f"field {field.name!r}: {value} is out of range for {t}"
     elif pa.types.is_floating(t):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        try:
-            ok = ok and math.isfinite(float(value))
-        except OverflowError:
-            ok = False
+        if ok:
+            try:
+                finite = math.isfinite(float(value))
+            except OverflowError:
+                finite = False
+            if not finite:
+                shown = repr(value) if isinstance(value, float) else "an integer too large for a double"
+                return f"field {field.name!r}: expected a finite number, got {shown}"
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         ok = isinstance(value, str)
         if ok:
