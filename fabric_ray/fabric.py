@@ -13,10 +13,11 @@ handles without starting anything.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any, Callable, Sequence
 
-from fabric_ray.config import FabricConfig, load_config
+from fabric_ray.config import ConfigError, FabricConfig, load_config
 from fabric_ray.demo.payments import USER_PAYMENTS
 from fabric_ray.features.wire import build_response, parse_request
 
@@ -60,6 +61,8 @@ class Fabric:
 
         cfg = self.config
         ns = cfg.ray.namespace
+        if serve_http and cfg.ray.address is None and not ray.is_initialized():
+            _check_port_free(cfg.serving.host, cfg.serving.port)
         self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard, env=ingress_env(cfg.serving.ingress))
         if cfg.kafka.embedded:
             broker = get_or_create_actor(BrokerActor, BROKER_NAME, ns)
@@ -250,6 +253,19 @@ class Fabric:
             "endpoint": self.config.serving.url,
         }
         (home / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before starting anything if the HTTP port is taken (Serve's error would come late and cryptic)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"serving.port {port} on {host} is not free ({exc.strerror}); stop what uses it or choose "
+                "another port (serving.port in fabric.yaml, or FABRIC_SERVING__PORT)"
+            ) from None
 
 
 def connect(
