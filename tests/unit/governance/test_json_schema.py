@@ -1,0 +1,332 @@
+"""Reader/writer compatibility of JSON Schemas, case by case."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabric_ray.governance.json_schema import (
+    JsonSchemaError,
+    backward,
+    check_compatibility,
+    parse_json_schema,
+)
+
+
+def obj(props: dict, *, closed: bool = False, required: list[str] | None = None) -> dict:
+    schema: dict = {"type": "object", "properties": props}
+    if closed:
+        schema["additionalProperties"] = False
+    if required:
+        schema["required"] = required
+    return schema
+
+
+INT = {"type": "integer"}
+STR = {"type": "string"}
+
+
+def only(messages: list[str], *fragments: str) -> None:
+    assert len(messages) == 1, messages
+    for fragment in fragments:
+        assert fragment in messages[0], messages
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def test_parse_accepts_text_dict_and_booleans():
+    assert parse_json_schema('{"type": "string"}') == STR
+    assert parse_json_schema(obj({"a": INT})) == obj({"a": INT})
+    assert parse_json_schema("true") is True
+    assert parse_json_schema(False) is False
+
+
+@pytest.mark.parametrize(
+    ("schema", "fragment"),
+    [
+        ({"type": "strin"}, "#/type"),
+        ({"properties": {"a": {"minLength": -1}}}, "#/properties/a/minLength"),
+        ({"properties": {"a": {"properties": {"b": {"maxItems": "3"}}}}}, "#/properties/a/properties/b/maxItems"),
+        ({"required": "a"}, "#/required"),
+        ({"properties": {"a": {"$ref": "#/definitions/missing"}}}, "#/properties/a"),
+        ({"definitions": {"a": {"$ref": "#/definitions/a"}}, "$ref": "#/definitions/a"}, "circular"),
+        ({"$schema": "http://json-schema.org/draft-04/schema#"}, "draft-04"),
+    ],
+)
+def test_malformed_schema_names_the_path(schema, fragment):
+    with pytest.raises(JsonSchemaError, match=fragment.replace("$", r"\$")):
+        parse_json_schema(schema)
+
+
+def test_parse_rejects_non_json_and_non_objects():
+    with pytest.raises(JsonSchemaError, match="not JSON"):
+        parse_json_schema("{type:")
+    with pytest.raises(JsonSchemaError, match="list"):
+        parse_json_schema("[1, 2]")
+
+
+def test_parse_picks_metaschema_by_dollar_schema():
+    draft7_tuple = {"items": [STR, INT]}
+    assert parse_json_schema(draft7_tuple) == draft7_tuple
+    with pytest.raises(JsonSchemaError, match="#/items"):
+        parse_json_schema({"$schema": "https://json-schema.org/draft/2020-12/schema", **draft7_tuple})
+
+
+# --- types -------------------------------------------------------------------------------
+
+
+def test_identical_schemas_are_compatible():
+    schema = obj({"a": INT, "b": {"type": "array", "items": STR}}, required=["a"])
+    assert check_compatibility(schema, schema) == []
+
+
+def test_type_widening_is_compatible_and_narrowing_is_not():
+    assert backward({"type": "number"}, INT) == []
+    only(backward(INT, {"type": "number"}), "#:", "type narrowed")
+    only(backward(STR, INT), "type narrowed")
+
+
+def test_adding_a_type_to_a_type_list_is_compatible_removing_is_not():
+    assert backward({"type": ["string", "null"]}, STR) == []
+    only(backward(STR, {"type": ["string", "null"]}), "type narrowed", "null")
+
+
+def test_dropping_type_widens_and_adding_type_narrows():
+    assert backward({}, STR) == []
+    only(backward(STR, {}), "type narrowed")
+
+
+# --- properties and content models -------------------------------------------------------
+
+
+def test_closed_reader_rejects_writer_property_it_does_not_declare():
+    only(backward(obj({"a": INT}, closed=True), obj({"a": INT, "b": STR}, closed=True)),
+         "#/properties/b", "closed content model")
+
+
+def test_open_reader_accepts_removed_property():
+    assert backward(obj({"a": INT}), obj({"a": INT, "b": STR})) == []
+
+
+def test_closed_reader_rejects_open_writer_extras():
+    only(backward(obj({"a": INT}, closed=True), obj({"a": INT})), "#/additionalProperties", "closed")
+
+
+def test_open_reader_accepts_closed_writer():
+    assert backward(obj({"a": INT}), obj({"a": INT}, closed=True)) == []
+
+
+def test_property_added_to_open_content_model_is_incompatible():
+    only(backward(obj({"a": INT, "b": STR}), obj({"a": INT})), "#/properties/b", "open content model")
+
+
+def test_optional_property_added_to_closed_writer_is_compatible():
+    assert backward(obj({"a": INT, "b": STR}, closed=True), obj({"a": INT}, closed=True)) == []
+
+
+def test_property_added_with_unconstrained_schema_is_compatible():
+    assert backward(obj({"a": INT, "b": {"description": "anything"}}), obj({"a": INT})) == []
+
+
+def test_added_property_checked_against_writer_additional_properties():
+    writer = {**obj({"a": INT}), "additionalProperties": STR}
+    assert backward(obj({"a": INT, "b": {"type": ["string", "null"]}}), writer) == []
+    only(backward(obj({"a": INT, "b": INT}), writer), "#/properties/b", "type narrowed")
+
+
+def test_added_required_property_is_incompatible_even_for_closed_writer():
+    new = obj({"a": INT, "b": STR}, closed=True, required=["b"])
+    only(backward(new, obj({"a": INT}, closed=True)), "requires property 'b'")
+
+
+def test_making_a_property_optional_is_compatible_and_required_is_not():
+    assert backward(obj({"a": INT}), obj({"a": INT}, required=["a"])) == []
+    only(backward(obj({"a": INT}, required=["a"]), obj({"a": INT})), "requires property 'a'")
+
+
+def test_property_type_change_names_the_property_path():
+    only(backward(obj({"a": STR}), obj({"a": INT})), "#/properties/a", "type narrowed")
+
+
+def test_nested_objects_are_compared_recursively():
+    old = obj({"address": obj({"zip": STR, "city": STR})})
+    assert backward(obj({"address": obj({"zip": STR})}), old) == []
+    only(backward(obj({"address": obj({"zip": INT, "city": STR})}), old), "#/properties/address/properties/zip")
+    messages = backward(obj({"address": obj({"zip": STR}, closed=True)}), old)
+    assert [m.split(":")[0] for m in messages] == [
+        "#/properties/address/properties/city",  # declared by the writer, refused by the closed reader
+        "#/properties/address/additionalProperties",  # the writer's open model may add any other name
+    ], messages
+
+
+def test_pattern_properties_cover_writer_properties():
+    reader = {"type": "object", "patternProperties": {"^x_": STR}, "additionalProperties": False}
+    writer = {"type": "object", "patternProperties": {"^x_": STR}, "properties": {"x_a": STR},
+              "additionalProperties": False}
+    assert backward(reader, writer) == []
+    only(backward(reader, {**writer, "properties": {"x_a": INT}}), "#/properties/x_a", "type narrowed")
+
+
+# --- enum and const ----------------------------------------------------------------------
+
+
+def test_enum_growth_is_compatible_and_shrink_is_not():
+    assert backward({"enum": ["a", "b", "c"]}, {"enum": ["a", "b"]}) == []
+    only(backward({"enum": ["a"]}, {"enum": ["a", "b"]}), "'b'", "enum")
+
+
+def test_enum_writer_is_checked_value_by_value():
+    assert backward({"type": "string", "maxLength": 2}, {"enum": ["a", "bb"]}) == []
+    only(backward({"type": "string", "maxLength": 1}, {"enum": ["a", "bb"]}), "'bb'", "rejected")
+
+
+def test_adding_an_enum_to_an_unrestricted_writer_is_incompatible():
+    only(backward({"type": "string", "enum": ["a"]}, STR), "enum")
+
+
+def test_const_writer_against_enum_reader():
+    assert backward({"enum": [1, 2]}, {"const": 2}) == []
+    only(backward({"const": 1}, {"const": 2}), "2")
+
+
+# --- bounds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loose", "tight"),
+    [
+        ({"type": "string", "maxLength": 10}, {"type": "string", "maxLength": 5}),
+        ({"type": "string", "minLength": 1}, {"type": "string", "minLength": 3}),
+        ({"type": "string"}, {"type": "string", "maxLength": 5}),
+        ({"type": "number", "minimum": 0}, {"type": "number", "minimum": 1}),
+        ({"type": "number", "maximum": 10}, {"type": "number", "maximum": 5}),
+        ({"type": "number", "minimum": 0}, {"type": "number", "exclusiveMinimum": 0}),
+        ({"type": "number", "exclusiveMaximum": 10}, {"type": "number", "maximum": 9}),
+        ({"type": "number", "multipleOf": 2}, {"type": "number", "multipleOf": 4}),
+        ({"type": "array", "minItems": 1}, {"type": "array", "minItems": 2}),
+        ({"type": "array", "maxItems": 5}, {"type": "array", "maxItems": 3}),
+        ({"type": "object", "maxProperties": 5}, {"type": "object", "maxProperties": 3}),
+    ],
+)
+def test_loosened_bounds_are_compatible_and_tightened_are_not(loose, tight):
+    assert backward(loose, tight) == []
+    messages = backward(tight, loose)
+    assert len(messages) == 1 and "tightened" in messages[0], messages
+
+
+def test_exclusive_bound_equal_to_inclusive_bound_is_tighter():
+    only(backward({"type": "number", "exclusiveMaximum": 5}, {"type": "number", "maximum": 5}), "upper bound")
+    assert backward({"type": "number", "maximum": 5}, {"type": "number", "exclusiveMaximum": 5}) == []
+
+
+def test_bounds_of_a_type_the_writer_cannot_produce_are_ignored():
+    assert backward({"type": ["integer", "string"], "maxLength": 3}, INT) == []
+
+
+# --- arrays ------------------------------------------------------------------------------
+
+
+def test_array_items_are_compared_recursively():
+    old = {"type": "array", "items": obj({"id": INT})}
+    assert backward({"type": "array", "items": obj({"id": {"type": "number"}})}, old) == []
+    only(backward({"type": "array", "items": obj({"id": STR})}, old), "#/items/properties/id", "type narrowed")
+
+
+def test_tuple_items_and_additional_items():
+    old = {"type": "array", "items": [STR, INT], "additionalItems": False}
+    assert backward({"type": "array", "items": [STR]}, old) == []
+    only(backward({"type": "array", "items": [STR], "additionalItems": STR}, old), "#/additionalItems")
+    only(backward({"type": "array", "items": STR}, old), "#/items", "type narrowed")
+
+
+def test_prefix_items_in_2020_12():
+    draft = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    old = {**draft, "type": "array", "prefixItems": [STR], "items": INT}
+    assert backward({**draft, "type": "array", "items": {"type": ["string", "integer"]}}, old) == []
+    only(backward({**draft, "type": "array", "prefixItems": [STR], "items": STR}, old), "#/items")
+
+
+# --- $ref --------------------------------------------------------------------------------
+
+
+def test_refs_are_resolved_within_each_schema():
+    old = {"definitions": {"id": INT}, **obj({"a": {"$ref": "#/definitions/id"}})}
+    new = {"$defs": {"id": {"type": "number"}}, **obj({"a": {"$ref": "#/$defs/id"}})}
+    assert backward(new, old) == []
+    only(backward(old, new), "#/properties/a", "type narrowed")
+
+
+def test_same_ref_text_pointing_at_different_definitions_is_compared():
+    old = {"definitions": {"x": STR}, **obj({"a": {"$ref": "#/definitions/x"}})}
+    new = {"definitions": {"x": INT}, **obj({"a": {"$ref": "#/definitions/x"}})}
+    only(backward(new, old), "#/properties/a")
+
+
+def test_recursive_refs_terminate():
+    def tree(value_type: str) -> dict:
+        children = {"type": "array", "items": {"$ref": "#/definitions/node"}}
+        node = obj({"value": {"type": value_type}, "children": children})
+        return {"definitions": {"node": node}, "$ref": "#/definitions/node"}
+
+    assert backward(tree("number"), tree("integer")) == []
+    messages = backward(tree("integer"), tree("number"))
+    assert messages and all("type narrowed" in m for m in messages), messages
+
+
+def test_external_ref_cannot_be_proven():
+    only(backward(obj({"a": {"$ref": "other.json"}}), obj({"a": INT})), "external $ref")
+
+
+def test_unresolvable_ref_raises_in_check():
+    with pytest.raises(JsonSchemaError, match="#/nope"):
+        check_compatibility({"$ref": "#/nope"}, STR)
+
+
+# --- boolean schemas ---------------------------------------------------------------------
+
+
+def test_boolean_schemas():
+    assert check_compatibility(True, STR) == []
+    assert check_compatibility(STR, False) == []
+    assert check_compatibility(False, False) == []
+    only(check_compatibility(False, STR), "false")
+    only(check_compatibility(STR, True), "type narrowed")
+    only(backward(obj({"a": False}), obj({"a": INT})), "#/properties/a", "false")
+
+
+# --- combinators -------------------------------------------------------------------------
+
+
+def test_writer_any_of_is_compatible_when_every_branch_is():
+    writer = {"anyOf": [INT, {"type": "number", "maximum": 3}]}
+    assert backward({"type": "number"}, writer) == []
+    only(backward(INT, writer), "type narrowed")
+
+
+def test_reader_any_of_accepts_writer_matching_one_branch():
+    assert backward({"anyOf": [STR, {"type": "null"}]}, STR) == []
+    only(backward({"anyOf": [STR, {"type": "null"}]}, INT), "cannot prove", "anyOf")
+
+
+def test_reader_any_of_takes_writer_type_list_type_by_type():
+    reader = {"anyOf": [STR, {"type": "null"}]}
+    assert backward(reader, {"type": ["string", "null"]}) == []
+    only(backward(reader, {"type": ["string", "integer"]}), "cannot prove", "anyOf")
+
+
+def test_reader_one_of_with_disjoint_branches():
+    assert backward({"oneOf": [STR, {"type": "null"}]}, STR) == []
+    only(backward({"oneOf": [{"type": "number"}, INT]}, INT), "cannot prove", "oneOf")
+
+
+def test_all_of_on_both_sides():
+    reader = {"allOf": [obj({"a": INT}), {"required": ["a"]}]}
+    assert backward(reader, {"allOf": [obj({"a": INT}, required=["a"]), {"maxProperties": 3}]}) == []
+    messages = backward(reader, obj({"a": INT}))
+    assert any("requires property 'a'" in m for m in messages), messages
+
+
+def test_unsupported_reader_keyword_is_reported_not_passed():
+    only(backward({"type": "string", "pattern": "^a"}, STR), "'pattern'", "cannot prove")
+    assert backward({"type": "string", "pattern": "^a"}, {"type": "string", "pattern": "^a", "maxLength": 2}) == []
+    only(backward({"not": STR}, INT), "'not'")
