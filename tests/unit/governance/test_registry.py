@@ -1,0 +1,390 @@
+"""Schema registry behaviour, one suite run against every RegistryStore backend."""
+
+import doctest
+import json
+import sqlite3
+
+import pytest
+
+from fabric_ray.governance import registry as registry_module
+from fabric_ray.governance import registry_store
+from fabric_ray.governance.registry import RegistryError, SchemaRegistry
+from fabric_ray.governance.registry_store import MemoryRegistryStore, SqliteRegistryStore
+
+
+def record(*fields, name="Payment"):
+    return json.dumps({"type": "record", "name": name, "fields": list(fields)})
+
+
+AMOUNT = {"name": "amount", "type": "int"}
+CURRENCY_DEFAULT = {"name": "currency", "type": "string", "default": "EUR"}
+CURRENCY_REQUIRED = {"name": "currency", "type": "string"}
+V1 = record(AMOUNT)
+V2 = record(AMOUNT, CURRENCY_DEFAULT)  # backward and forward compatible with V1
+V_NEW_REQUIRED = record(AMOUNT, CURRENCY_REQUIRED)  # forward but not backward compatible with V1
+V_DROP_AMOUNT = record()  # backward but not forward compatible with V1 (amount has no default)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryRegistryStore() if request.param == "memory" else SqliteRegistryStore(tmp_path / "registry.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def reg(store):
+    return SchemaRegistry(store)
+
+
+def raises(status, code, fn, *args, **kwargs) -> RegistryError:
+    with pytest.raises(RegistryError) as info:
+        fn(*args, **kwargs)
+    assert (info.value.status, info.value.error_code) == (status, code), info.value.message
+    assert info.value.to_json() == {"error_code": code, "message": info.value.message}
+    return info.value
+
+
+def test_doctests_pass():
+    for module in (registry_module, registry_store):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# -- ids and versions ---------------------------------------------------------------------------
+
+
+def test_ids_are_global_and_stable(reg):
+    a = reg.register("a-value", V1)
+    b = reg.register("b-value", '"string"')
+    assert (a, b) == (1, 2)
+    assert reg.get_by_id(a)["schema"] == V1
+    assert reg.get_by_id(b) == {"id": 2, "schemaType": "AVRO", "schema": '"string"', "references": []}
+
+
+def test_register_is_idempotent(reg):
+    first = reg.register("s", V1)
+    # Same canonical form written differently (doc, whitespace) is the same schema.
+    again = reg.register("s", json.dumps({"type": "record", "name": "Payment", "doc": "x", "fields": [AMOUNT]}, indent=2))
+    assert again == first
+    assert reg.versions("s") == [1]
+
+
+def test_same_schema_two_subjects_same_id(reg):
+    assert reg.register("a", V1) == reg.register("b", V1)
+    assert reg.versions("a") == reg.versions("b") == [1]
+    assert reg.subjects() == ["a", "b"]
+
+
+def test_versions_increment_and_latest(reg):
+    ids = [reg.register("s", V1), reg.register("s", V2)]
+    assert ids == [1, 2]
+    assert reg.versions("s") == [1, 2]
+    latest = reg.get_version("s", "latest")
+    assert latest == {"subject": "s", "version": 2, "id": 2, "schemaType": "AVRO", "schema": V2}
+    assert reg.get_version("s", -1)["version"] == 2
+    assert reg.get_version("s", "1")["schema"] == V1
+
+
+def test_lookup(reg):
+    reg.register("s", V1)
+    reg.register("s", V2)
+    assert reg.lookup("s", V1)["version"] == 1
+    assert reg.lookup("s", V2) == reg.get_version("s", 2)
+    raises(404, 40403, reg.lookup, "s", '"string"')
+    raises(404, 40401, reg.lookup, "nope", V1)
+
+
+# -- compatibility ------------------------------------------------------------------------------
+
+
+def test_backward_is_default(reg):
+    assert reg.get_config() == "BACKWARD" == reg.get_config("s")
+    reg.register("s", V1)
+    err = raises(409, 409, reg.register, "s", V_NEW_REQUIRED)
+    assert "currency" in err.message and "version 1" in err.message
+    assert reg.register("s", V_DROP_AMOUNT) == 2
+
+
+@pytest.mark.parametrize(
+    "mode, accepted, rejected",
+    [
+        ("FORWARD", V_NEW_REQUIRED, V_DROP_AMOUNT),
+        ("FULL", V2, V_NEW_REQUIRED),
+        ("NONE", V_NEW_REQUIRED, None),
+    ],
+)
+def test_modes(reg, mode, accepted, rejected):
+    reg.set_config(mode)
+    reg.register("s", V1)
+    if rejected is not None:
+        raises(409, 409, reg.register, "s", rejected)
+        assert reg.check("s", rejected)
+    assert reg.check("s", accepted) == []
+    assert reg.register("s", accepted) == 2
+    assert reg.versions("s") == [1, 2]
+
+
+def test_full_rejects_both_directions(reg):
+    reg.set_config("FULL")
+    reg.register("s", V1)
+    assert any(p.startswith("FORWARD") for p in reg.check("s", V_DROP_AMOUNT))
+    assert any(p.startswith("BACKWARD") for p in reg.check("s", V_NEW_REQUIRED))
+
+
+def test_none_accepts_anything(reg):
+    reg.set_config("NONE", subject="s")
+    reg.register("s", V1)
+    assert reg.register("s", '"string"') == 2
+
+
+def test_backward_transitive_checks_whole_chain(reg):
+    # Only the oldest version breaks: v1 has amount:int, v2 drops it, v3 brings it back as a string.
+    v1 = record({"name": "amount", "type": "int"}, {"name": "id", "type": "string"})
+    v2 = record({"name": "id", "type": "string"})
+    v3 = record({"name": "amount", "type": "string", "default": ""}, {"name": "id", "type": "string"})
+    reg.register("plain", v1)
+    reg.register("plain", v2)
+    assert reg.register("plain", v3) == 3  # BACKWARD only looks at v2
+    reg.set_config("BACKWARD_TRANSITIVE", subject="chain")
+    reg.register("chain", v1)
+    reg.register("chain", v2)
+    err = raises(409, 409, reg.register, "chain", v3)
+    assert "version 1" in err.message and "version 2" not in err.message
+    assert reg.check("chain", v3, version=2) == []  # a single version is checked on its own
+    assert reg.check("chain", v3, version=1)
+
+
+def test_check_latest_on_unknown_subject_is_compatible(reg):
+    assert reg.check("nope", V1) == []
+    raises(404, 40401, reg.check, "nope", V1, version=1)
+    reg.register("s", V1)
+    raises(404, 40402, reg.check, "s", V1, version=9)
+
+
+def test_subject_config_overrides_global_and_falls_back(reg):
+    reg.set_config("FORWARD")
+    reg.set_config("NONE", subject="s")
+    assert reg.get_config() == "FORWARD"
+    assert reg.get_config("s") == "NONE"
+    assert reg.get_config("other") == "FORWARD"
+    reg.register("s", V1)
+    reg.register("s", V_DROP_AMOUNT)  # not forward compatible, allowed by NONE
+    assert reg.delete_config("s") == "NONE"
+    assert reg.get_config("s") == "FORWARD"
+    raises(409, 409, reg.register, "s", '"string"')  # latest (a record) cannot read a string
+    raises(404, 40408, reg.delete_config, "s")
+
+
+def test_set_config_normalises_case(reg):
+    assert reg.set_config("full_transitive") == "FULL_TRANSITIVE"
+    assert reg.get_config() == "FULL_TRANSITIVE"
+
+
+def test_schema_type_change_is_incompatible(reg):
+    reg.register("s", V1)
+    err = raises(409, 409, reg.register, "s", '{"type": "object"}', schema_type="JSON")
+    assert "JSON" in err.message
+
+
+# -- deletion -----------------------------------------------------------------------------------
+
+
+def test_soft_then_permanent_delete_version(reg):
+    reg.register("s", V1)
+    reg.register("s", V2)
+    raises(404, 40407, reg.delete_version, "s", 1, permanent=True)  # not soft-deleted yet
+    assert reg.delete_version("s", 1) == 1
+    assert reg.versions("s") == [2]
+    assert reg.versions("s", include_deleted=True) == [1, 2]
+    raises(404, 40402, reg.get_version, "s", 1)
+    assert reg.get_version("s", 1, include_deleted=True)["schema"] == V1
+    raises(404, 40406, reg.delete_version, "s", 1)  # already soft-deleted
+    assert reg.delete_version("s", 1, permanent=True) == 1
+    assert reg.versions("s", include_deleted=True) == [2]
+    raises(404, 40402, reg.delete_version, "s", 1, permanent=True)
+    assert reg.get_by_id(1)["schema"] == V1  # ids stay valid
+
+
+def test_delete_latest(reg):
+    reg.register("s", V1)
+    reg.register("s", V2)
+    assert reg.delete_version("s", "latest") == 2
+    assert reg.get_version("s", "latest")["version"] == 1
+
+
+def test_version_numbers_not_reused_after_soft_delete(reg):
+    reg.register("s", V1)
+    reg.register("s", V2)
+    reg.delete_version("s", 2)
+    assert reg.register("s", V2) == 2
+    assert reg.versions("s") == [1, 3]
+    assert reg.get_version("s", 3)["id"] == 2  # same schema, same id, new version
+
+
+def test_soft_then_permanent_delete_subject(reg):
+    reg.register("s", V1)
+    reg.register("s", V2)
+    reg.set_config("NONE", subject="s")
+    raises(404, 40405, reg.delete_subject, "s", permanent=True)
+    assert reg.delete_subject("s") == [1, 2]
+    assert reg.subjects() == []
+    assert reg.subjects(include_deleted=True) == ["s"]
+    raises(404, 40401, reg.versions, "s")
+    raises(404, 40401, reg.get_version, "s", "latest")
+    raises(404, 40404, reg.delete_subject, "s")  # already soft-deleted
+    assert reg.delete_subject("s", permanent=True) == [1, 2]
+    assert reg.subjects(include_deleted=True) == []
+    assert reg.get_config("s") == "BACKWARD"  # subject config dropped with the subject
+    raises(404, 40401, reg.delete_subject, "s")
+    assert reg.register("s", '"string"') == 3
+    assert reg.versions("s") == [1]
+
+
+def test_register_after_soft_delete_skips_deleted_versions_in_checks(reg):
+    reg.register("s", V1)
+    reg.delete_version("s", 1)
+    # V_NEW_REQUIRED is not backward compatible with V1, but V1 is no longer live.
+    assert reg.register("s", V_NEW_REQUIRED) == 2
+    assert reg.versions("s", include_deleted=True) == [1, 2]
+
+
+# -- JSON Schema and Protobuf -------------------------------------------------------------------
+
+
+OPEN = {"type": "object", "properties": {"id": {"type": "string"}}}
+CLOSED = {**OPEN, "additionalProperties": False}
+
+
+def test_json_schema_subjects(reg):
+    first = reg.register("j", OPEN, schema_type="JSON")
+    # Identity is normalised JSON: key order and whitespace do not matter.
+    same = json.dumps({"properties": {"id": {"type": "string"}}, "type": "object"}, indent=4)
+    assert reg.register("j", same, schema_type="json") == first
+    assert reg.get_version("j", 1)["schemaType"] == "JSON"
+    assert reg.lookup("j", same, schema_type="JSON")["id"] == first
+    # The same text as Avro and as JSON are different schemas.
+    # A JSON Schema and an Avro schema never share an id.
+    assert reg.register("a", '"string"') != reg.register("j2", {"type": "string"}, schema_type="JSON")
+
+
+def test_json_schema_open_to_closed_rejected_under_backward(reg):
+    reg.register("j", OPEN, schema_type="JSON")
+    err = raises(409, 409, reg.register, "j", CLOSED, schema_type="JSON")
+    assert "#" in err.message
+    assert reg.check("j", CLOSED, schema_type="JSON")
+
+
+def test_json_schema_closed_to_open_accepted_under_backward(reg):
+    reg.register("j", CLOSED, schema_type="JSON")
+    assert reg.register("j", OPEN, schema_type="JSON") == 2
+
+
+def test_protobuf_refused(reg):
+    err = raises(422, 42201, reg.register, "p", 'syntax = "proto3"; message M {}', schema_type="PROTOBUF")
+    assert "Protobuf" in err.message and "not yet" in err.message
+    assert reg.subjects(include_deleted=True) == []
+
+
+# -- error codes --------------------------------------------------------------------------------
+
+
+def test_invalid_schema_422_42201(reg):
+    err = raises(422, 42201, reg.register, "s", record({"name": "amount", "type": "dobule"}))
+    assert "dobule" in err.message
+    err = raises(422, 42201, reg.register, "j", {"type": "strin"}, schema_type="JSON")
+    assert "#/type" in err.message
+    raises(422, 42201, reg.register, "s", "{not json")
+    raises(422, 42201, reg.register, "s", V1, schema_type="XML")
+    raises(422, 42201, reg.register, "s", V1, references=[{"name": "x", "subject": "y", "version": 1}])
+    raises(422, 42201, reg.check, "s", "{not json")
+
+
+def test_unknown_subject_40401(reg):
+    raises(404, 40401, reg.versions, "nope")
+    raises(404, 40401, reg.get_version, "nope", 1)
+    raises(404, 40401, reg.delete_version, "nope", 1)
+    raises(404, 40401, reg.delete_subject, "nope")
+
+
+def test_unknown_version_40402(reg):
+    reg.register("s", V1)
+    err = raises(404, 40402, reg.get_version, "s", 2)
+    assert "'s'" in err.message and "2" in err.message
+    raises(404, 40402, reg.delete_version, "s", 7)
+
+
+def test_unknown_schema_id_40403(reg):
+    raises(404, 40403, reg.get_by_id, 1)
+    reg.register("s", V1)
+    raises(404, 40403, reg.get_by_id, 2)
+    raises(404, 40403, reg.get_by_id, "1")
+
+
+def test_invalid_compatibility_level_42203(reg):
+    err = raises(422, 42203, reg.set_config, "SIDEWAYS")
+    assert "SIDEWAYS" in err.message
+    raises(422, 42203, reg.set_config, "SIDEWAYS", subject="s")
+    assert reg.get_config() == "BACKWARD"
+
+
+@pytest.mark.parametrize("bad", ["one", 0, -2, "1.5", True, None, "", 1.0])
+def test_invalid_version_42202(reg, bad):
+    reg.register("s", V1)
+    raises(422, 42202, reg.get_version, "s", bad)
+    raises(422, 42202, reg.delete_version, "s", bad)
+    raises(422, 42202, reg.check, "s", V1, version=bad)
+
+
+def test_invalid_subject(reg):
+    raises(422, 42208, reg.register, "", V1)
+    raises(422, 42208, reg.set_config, "NONE", subject="  ")
+
+
+# -- durability ---------------------------------------------------------------------------------
+
+
+def test_sqlite_restart_keeps_everything(tmp_path):
+    path = tmp_path / "registry.db"
+    store = SqliteRegistryStore(path)
+    reg = SchemaRegistry(store)
+    reg.register("a", V1)
+    reg.register("a", V2)
+    reg.register("b", '"string"')
+    reg.set_config("FULL")
+    reg.set_config("NONE", subject="b")
+    reg.delete_version("a", 1)
+    store.close()
+
+    store = SqliteRegistryStore(path)
+    reg = SchemaRegistry(store)
+    assert reg.subjects() == ["a", "b"]
+    assert reg.versions("a") == [2]
+    assert reg.versions("a", include_deleted=True) == [1, 2]
+    assert reg.get_version("a", "latest") == {"subject": "a", "version": 2, "id": 2, "schemaType": "AVRO", "schema": V2}
+    assert reg.get_by_id(1)["schema"] == V1
+    assert (reg.get_config(), reg.get_config("b"), reg.get_config("a")) == ("FULL", "NONE", "FULL")
+    assert reg.register("a", V1) == 1  # known schema keeps its id
+    assert reg.versions("a") == [2, 3]  # and version numbers continue
+    assert reg.register("c", '"long"') == 4  # next id continues
+    store.close()
+
+
+def test_sqlite_add_version_is_one_transaction(tmp_path):
+    path = tmp_path / "registry.db"
+    store = SqliteRegistryStore(path)
+    store.add_version("s", "AVRO", '"int"', '"int"', "[]")
+    # Fail the version insert: the schema row written in the same transaction must roll back.
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON subject_versions WHEN NEW.subject = 'bad' "
+        "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_version("bad", "AVRO", '"long"', '"long"', "[]")
+    assert store.find_schema("AVRO", '"long"') is None
+    assert store.subjects() == ["s"]
+    assert store.add_version("t", "AVRO", '"long"', '"long"', "[]").schema_id == 2
+    store.close()
