@@ -1,0 +1,259 @@
+"""The Confluent Schema Registry REST API (serving.registry over actors.registry) on the session Ray cluster.
+
+Confluent's own Python client and serializers talk to it under a route prefix; raw HTTP checks
+pin the error bodies, status codes and content type.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import httpx
+import pytest
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+CT = "application/vnd.schemaregistry.v1+json"
+
+PAYMENT_V1 = json.dumps({
+    "type": "record", "name": "Payment", "namespace": "fabric.payments",
+    "fields": [
+        {"name": "user_id", "type": "long"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": "string"},
+    ],
+})
+PAYMENT_V2 = json.dumps({  # BACKWARD-compatible: an added field with a default
+    "type": "record", "name": "Payment", "namespace": "fabric.payments",
+    "fields": [
+        {"name": "user_id", "type": "long"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": "string"},
+        {"name": "merchant", "type": "string", "default": "unknown"},
+    ],
+})
+PAYMENT_BAD = json.dumps({  # incompatible: a new field without a default
+    "type": "record", "name": "Payment", "namespace": "fabric.payments",
+    "fields": [
+        {"name": "user_id", "type": "long"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": "string"},
+        {"name": "country", "type": "string"},
+    ],
+})
+PAYMENT_JSON = json.dumps({
+    "type": "object", "title": "Payment",
+    "properties": {"user_id": {"type": "integer"}, "amount": {"type": "number"}},
+    "required": ["user_id", "amount"],
+})
+
+
+@pytest.fixture(scope="module")
+def registry_url(ray_cluster, serve_port, tmp_path_factory):
+    """Base URL (with route prefix) of a registry app backed by its own RegistryActor and SQLite file."""
+    import ray
+    from ray import serve
+
+    from actors.registry import RegistryActor, registry_actor_name
+    from serving.registry import build_app
+
+    name = f"sr_{uuid.uuid4().hex[:8]}"
+    path = tmp_path_factory.mktemp("registry") / "registry.db"
+    actor = RegistryActor.options(name=registry_actor_name(), namespace=name).remote(str(path))
+    assert ray.get(actor.call.remote("ping")) == ("ok", "pong")
+    serve.run(build_app({"namespace": name}), name=name, route_prefix=f"/{name}")
+    yield f"http://127.0.0.1:{serve_port}/{name}"
+    serve.delete(name)
+    ray.kill(actor)
+
+
+@pytest.fixture
+def client(registry_url) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry_url})
+
+
+@pytest.fixture
+def subject() -> str:
+    return f"payments-{uuid.uuid4().hex[:6]}-value"
+
+
+# -- Confluent's client ---------------------------------------------------------------------------
+
+
+def test_client_register_read_lookup_delete(client, subject):
+    schema_id = client.register_schema(subject, Schema(PAYMENT_V1, "AVRO"))
+    assert schema_id >= 1
+    assert client.register_schema(subject, Schema(PAYMENT_V1, "AVRO")) == schema_id  # idempotent
+    latest = client.get_latest_version(subject)
+    assert (latest.schema_id, latest.version, latest.subject) == (schema_id, 1, subject)
+    assert json.loads(latest.schema.schema_str) == json.loads(PAYMENT_V1)
+    fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})  # no cache
+    got = fresh.get_schema(schema_id)
+    assert got.schema_type == "AVRO" and json.loads(got.schema_str) == json.loads(PAYMENT_V1)
+    found = fresh.lookup_schema(subject, Schema(PAYMENT_V1, "AVRO"))
+    assert (found.schema_id, found.version) == (schema_id, 1)
+    assert subject in fresh.get_subjects()
+    assert fresh.get_versions(subject) == [1]
+    assert [v.subject for v in fresh.get_schema_versions(schema_id)] == [subject]
+    assert fresh.delete_subject(subject) == [1]
+    assert subject not in fresh.get_subjects()
+    assert fresh.delete_subject(subject, permanent=True) == [1]
+    with pytest.raises(SchemaRegistryError) as err:
+        fresh.get_latest_version(subject)
+    assert (err.value.http_status_code, err.value.error_code) == (404, 40401)
+
+
+def test_client_compatibility_and_config(client, subject):
+    client.register_schema(subject, Schema(PAYMENT_V1, "AVRO"))
+    assert client.test_compatibility(subject, Schema(PAYMENT_V2, "AVRO")) is True
+    assert client.test_compatibility(subject, Schema(PAYMENT_BAD, "AVRO"), version=1) is False
+    assert client.set_compatibility(subject, "NONE") == {"compatibility": "NONE"}
+    assert client.get_compatibility(subject) == "NONE"
+    assert client.test_compatibility(subject, Schema(PAYMENT_BAD, "AVRO")) is True
+    assert client.set_compatibility(subject, "backward") == {"compatibility": "BACKWARD"}
+    assert client.get_compatibility() == "BACKWARD"  # global default
+    with pytest.raises(SchemaRegistryError) as err:
+        client.set_compatibility(subject, "SIDEWAYS")
+    assert (err.value.http_status_code, err.value.error_code) == (422, 42203)
+
+
+def test_avro_wire_format_round_trip_and_evolution(client, subject):
+    topic = subject.removesuffix("-value")
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    record = {"user_id": 42, "amount": 12.5, "currency": "EUR"}
+    ser = AvroSerializer(client, PAYMENT_V1, conf={"auto.register.schemas": True})
+    payload = ser(record, ctx)
+    magic, schema_id = struct.unpack(">bI", payload[:5])
+    assert magic == 0
+    assert schema_id == client.get_latest_version(subject).schema_id
+    fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})
+    assert AvroDeserializer(fresh)(payload, ctx) == record
+
+    # BACKWARD evolution: an added field with a default is accepted and gets a new id and version.
+    v2 = AvroSerializer(client, PAYMENT_V2, conf={"auto.register.schemas": True})
+    payload2 = v2({**record, "merchant": "acme"}, ctx)
+    id2 = struct.unpack(">bI", payload2[:5])[1]
+    assert id2 != schema_id
+    assert fresh.get_versions(subject) == [1, 2]  # (get_latest_version is cached by the client)
+    assert AvroDeserializer(fresh)(payload2, ctx) == {**record, "merchant": "acme"}
+    # A v2 reader reads v1 data, filling the default.
+    reader = AvroDeserializer(fresh, PAYMENT_V2)
+    assert reader(payload, ctx) == {**record, "merchant": "unknown"}
+
+    # An incompatible change is refused with Confluent's 409.
+    bad = AvroSerializer(client, PAYMENT_BAD, conf={"auto.register.schemas": True})
+    with pytest.raises(Exception) as err:
+        bad({**record, "country": "FR"}, ctx)
+    cause = err.value if isinstance(err.value, SchemaRegistryError) else err.value.__cause__ or err.value.__context__
+    assert isinstance(cause, SchemaRegistryError), repr(err.value)
+    assert (cause.http_status_code, cause.error_code) == (409, 409)
+    with pytest.raises(SchemaRegistryError) as err2:
+        client.register_schema(subject, Schema(PAYMENT_BAD, "AVRO"))
+    assert (err2.value.http_status_code, err2.value.error_code) == (409, 409)
+
+
+def test_json_schema_round_trip(client, subject):
+    ctx = SerializationContext(subject.removesuffix("-value"), MessageField.VALUE)
+    ser = JSONSerializer(PAYMENT_JSON, client, conf={"auto.register.schemas": True})
+    payload = ser({"user_id": 7, "amount": 3.25}, ctx)
+    assert payload[0] == 0
+    schema_id = struct.unpack(">I", payload[1:5])[0]
+    fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})
+    got = fresh.get_schema(schema_id)
+    assert got.schema_type == "JSON"
+    assert JSONDeserializer(None, schema_registry_client=fresh)(payload, ctx) == {"user_id": 7, "amount": 3.25}
+    assert client.get_latest_version(subject).schema.schema_type == "JSON"
+
+
+# -- raw HTTP -------------------------------------------------------------------------------------
+
+
+def _post(url: str, body, **kw) -> httpx.Response:
+    return httpx.post(url, content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+                      headers={"Content-Type": CT, **kw.pop("headers", {})}, timeout=30, **kw)
+
+
+def test_http_errors_and_content_type(registry_url, subject):
+    r = httpx.get(f"{registry_url}/subjects/{subject}/versions/latest", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40401
+    assert r.headers["content-type"].startswith(CT)
+
+    r = _post(f"{registry_url}/subjects/{subject}/versions", {"schema": PAYMENT_V1})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(CT)
+    schema_id = r.json()["id"]
+    assert set(r.json()) == {"id"}
+
+    r = httpx.get(f"{registry_url}/subjects/{subject}/versions/7", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40402
+    r = httpx.get(f"{registry_url}/subjects/{subject}/versions/zero", timeout=30)
+    assert r.status_code == 422 and r.json()["error_code"] == 42202
+    r = httpx.get(f"{registry_url}/schemas/ids/999999", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40403
+    r = httpx.get(f"{registry_url}/schemas/ids/{schema_id}", timeout=30)
+    assert r.status_code == 200 and set(r.json()) == {"schema"}  # no schemaType for AVRO
+    r = httpx.get(f"{registry_url}/subjects/{subject}/versions/1/schema", timeout=30)
+    assert r.status_code == 200 and r.json() == json.loads(PAYMENT_V1)
+
+    r = _post(f"{registry_url}/subjects/{subject}/versions", {"schema": '{"type": "record", "name": 1}'})
+    assert r.status_code == 422 and r.json()["error_code"] == 42201 and r.json()["message"]
+    r = _post(f"{registry_url}/subjects/{subject}/versions", {"schema": PAYMENT_V1, "schemaType": "PROTOBUF"})
+    assert r.status_code == 422 and r.json()["error_code"] == 42201
+    r = httpx.put(f"{registry_url}/config/{subject}", json={"compatibility": "SIDEWAYS"}, timeout=30)
+    assert r.status_code == 422 and r.json()["error_code"] == 42203
+
+    for bad in (b"{not json", b"\xff\xfe", b"[" * 100_000, b'"just a string"', b"{}"):
+        r = _post(f"{registry_url}/subjects/{subject}/versions", bad)
+        assert 400 <= r.status_code < 500, (bad[:20], r.status_code, r.text[:200])
+        assert r.json()["message"]
+    r = _post(f"{registry_url}/subjects/{subject}/versions", {"schema": "[" * 50_000 + "]" * 50_000})
+    assert 400 <= r.status_code < 500 and r.json()["message"]
+    r = httpx.put(f"{registry_url}/config", content=b"{oops", headers={"Content-Type": CT}, timeout=30)
+    assert r.status_code == 400 and r.json()["message"]
+
+
+def test_http_accepts_json_and_octet_stream(registry_url, subject):
+    for ctype in ("application/json", "application/octet-stream", CT):
+        r = _post(f"{registry_url}/subjects/{subject}/versions", {"schema": '"string"'}, headers={"Content-Type": ctype})
+        assert r.status_code == 200, (ctype, r.text)
+    r = _post(f"{registry_url}/subjects/{subject}", {"schema": '"string"'})
+    assert r.status_code == 200 and r.json()["subject"] == subject and r.json()["version"] == 1
+
+
+def test_http_compatibility_verbose_config_and_deletes(registry_url, subject):
+    base = registry_url
+    assert _post(f"{base}/subjects/{subject}/versions", {"schema": PAYMENT_V1}).status_code == 200
+    r = _post(f"{base}/compatibility/subjects/{subject}/versions/latest?verbose=true", {"schema": PAYMENT_BAD})
+    assert r.status_code == 200 and r.json()["is_compatible"] is False and r.json()["messages"]
+    r = _post(f"{base}/compatibility/subjects/{subject}/versions/latest", {"schema": PAYMENT_V2})
+    assert r.json() == {"is_compatible": True}
+
+    r = httpx.get(f"{base}/config/{subject}", timeout=30)
+    assert r.json() == {"compatibilityLevel": "BACKWARD"}
+    r = httpx.put(f"{base}/config/{subject}", json={"compatibility": "FULL"}, timeout=30)
+    assert r.json() == {"compatibility": "FULL"}
+    assert httpx.get(f"{base}/config/{subject}", timeout=30).json() == {"compatibilityLevel": "FULL"}
+    r = httpx.delete(f"{base}/config/{subject}", timeout=30)
+    assert r.status_code == 200 and r.json()["compatibilityLevel"] == "FULL"
+    r = httpx.delete(f"{base}/config/{subject}", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40408
+
+    assert _post(f"{base}/subjects/{subject}/versions", {"schema": PAYMENT_V2}).json()["id"]
+    r = httpx.delete(f"{base}/subjects/{subject}/versions/1?permanent=true", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40407
+    assert httpx.delete(f"{base}/subjects/{subject}/versions/1", timeout=30).json() == 1
+    assert httpx.get(f"{base}/subjects/{subject}/versions", timeout=30).json() == [2]
+    assert httpx.get(f"{base}/subjects/{subject}/versions?deleted=true", timeout=30).json() == [1, 2]
+    assert httpx.delete(f"{base}/subjects/{subject}/versions/1?permanent=true", timeout=30).json() == 1
+    r = httpx.delete(f"{base}/subjects/{subject}?permanent=true", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40405
+    assert httpx.delete(f"{base}/subjects/{subject}", timeout=30).json() == [2]
+    assert httpx.delete(f"{base}/subjects/{subject}?permanent=true", timeout=30).json() == [2]
+    assert subject not in httpx.get(f"{base}/subjects?deleted=true", timeout=30).json()
+    r = httpx.get(f"{base}/no/such/route", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 404
