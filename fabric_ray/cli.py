@@ -85,6 +85,8 @@ def cmd_up(config: FabricConfig, args: argparse.Namespace) -> int:
     state = json.loads((home / DAEMON_FILE).read_text())
     print(" up")
     print(f"  endpoint      {state['endpoint']}  (POST /get-online-features, GET /health)")
+    if state.get("schema_registry"):
+        print(f"  schemas       {state['schema_registry']}  (Confluent Schema Registry API)")
     print(f"  ray address   {state['ray_address']}  (fabric_ray.connect(address))")
     if state.get("dashboard_url"):
         print(f"  jobs          ray job submit --address {state['dashboard_url']} -- python ...")
@@ -116,6 +118,8 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
         return 0
     s = status["stream"]["summary"]
     print(f"fabric   namespace {status['namespace']}, endpoint {status['endpoint']}, kafka {status['bootstrap_servers']}")
+    if status.get("schema_registry"):
+        print(f"schemas  {status['schema_registry']}")
     print(
         f"stream   topic {status['stream']['topic']}: {s['owners']} owners, {s['partitions']} partitions, "
         f"{s['processed']:,} processed, {s['dead_lettered']:,} dead-lettered, lag {s['lag']:,}"

@@ -28,6 +28,7 @@ __all__ = [
     "FabricConfig",
     "KafkaConfig",
     "RayConfig",
+    "RegistryConfig",
     "ServingConfig",
     "StorageConfig",
     "StreamConfig",
@@ -172,6 +173,21 @@ class ServingConfig(_Section):
         return f"http://{self.host}:{self.port}{self.route_prefix.rstrip('/')}"
 
 
+class RegistryConfig(_Section):
+    """The schema registry (Confluent Schema Registry REST API on the fabric's Serve cluster).
+
+    Attributes:
+        enabled: start the registry with the fabric.
+        path: its SQLite file (``None``: ``<home>/registry.db``); one actor owns it.
+        route_prefix: where its HTTP API is mounted; clients use
+            ``SchemaRegistryClient({"url": "http://HOST:PORT<route_prefix>"})``.
+    """
+
+    enabled: bool = True
+    path: Path | None = None
+    route_prefix: str = Field(default="/schema-registry", pattern="^/.")
+
+
 class FabricConfig(BaseSettings):
     """The whole fabric's configuration: one frozen tree, passed to every component.
 
@@ -192,6 +208,7 @@ class FabricConfig(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     stream: StreamConfig = StreamConfig()
     serving: ServingConfig = ServingConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -204,6 +221,16 @@ class FabricConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file, which arrives as init arguments.
         return (env_settings, init_settings)
+
+    @property
+    def registry_path(self) -> Path:
+        """The schema registry's SQLite file, defaulting to ``<home>/registry.db``."""
+        return (self.registry.path or self.home / "registry.db").resolve()
+
+    @property
+    def registry_url(self) -> str:
+        """Base URL of the schema registry, e.g. ``http://127.0.0.1:8000/schema-registry``."""
+        return f"http://{self.serving.host}:{self.serving.port}{self.registry.route_prefix}"
 
     @property
     def storage_root(self) -> str:

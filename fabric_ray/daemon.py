@@ -63,6 +63,7 @@ def _serve(config: FabricConfig) -> int:
             "dashboard_url": dashboard_url(),
             "namespace": config.ray.namespace,
             "endpoint": config.serving.url,
+            "schema_registry": config.registry_url if config.registry.enabled else None,
             "bootstrap_servers": fabric.bootstrap_servers,
         }
         tmp = home / (DAEMON_FILE + ".tmp")

@@ -80,6 +80,11 @@ class Fabric:
             get_or_create_actor(CacheShard, cache_shard_name(i), ns, (USER_PAYMENTS,), num_cpus=cfg.ray.actor_num_cpus)
             for i in range(cfg.stream.cache_shards)
         ]
+        if cfg.registry.enabled:
+            from actors.registry import RegistryActor, registry_actor_name
+
+            cfg.registry_path.parent.mkdir(parents=True, exist_ok=True)
+            get_or_create_actor(RegistryActor, registry_actor_name(), ns, str(cfg.registry_path))
         self._supervisor = get_or_create_actor(
             StreamSupervisor, supervisor_name(cfg.stream.topic), ns, cfg, self.bootstrap_servers
         )
@@ -100,11 +105,21 @@ class Fabric:
             {"namespace": cfg.ray.namespace, "cache_shards": cfg.stream.cache_shards, "replicas": cfg.serving.replicas}
         )
         serve.run(app, name=self.serve_app_name, route_prefix=cfg.serving.route_prefix)
+        if cfg.registry.enabled:
+            from serving.registry import build_app as build_registry_app
+
+            registry_app = build_registry_app({"namespace": cfg.ray.namespace, "replicas": cfg.serving.replicas})
+            serve.run(registry_app, name=self.registry_app_name, route_prefix=cfg.registry.route_prefix)
 
     @property
     def serve_app_name(self) -> str:
         """Name of this fabric's Serve application."""
         return f"{self.config.ray.namespace}-features"
+
+    @property
+    def registry_app_name(self) -> str:
+        """Name of this fabric's schema-registry Serve application."""
+        return f"{self.config.ray.namespace}-schema-registry"
 
     def attach(self, timeout_s: float = 30) -> Fabric:
         """Find the actors of a fabric that is already up (see :func:`connect`).
@@ -147,10 +162,14 @@ class Fabric:
                 ray.get(self._supervisor.stop.remote(), timeout=60)
             except (ray.exceptions.RayError, TimeoutError):
                 pass
-        try:
-            serve.delete(self.serve_app_name)
-        except Exception:  # Serve was never started in this cluster
-            pass
+        for app in (self.serve_app_name, self.registry_app_name):
+            try:
+                serve.delete(app)
+            except Exception:  # Serve was never started in this cluster
+                pass
+        from actors.registry import registry_actor_name
+
+        kill_actor(registry_actor_name(), ns)  # its data stays in the SQLite file
         kill_actor(supervisor_name(cfg.stream.topic), ns)
         for i in range(cfg.stream.cache_shards):
             kill_actor(cache_shard_name(i), ns)
@@ -183,6 +202,7 @@ class Fabric:
             "namespace": self.config.ray.namespace,
             "bootstrap_servers": self.bootstrap_servers,
             "endpoint": self.config.serving.url,
+            "schema_registry": self.config.registry_url if self.config.registry.enabled else None,
             "stream": stream,
             "cache_shards": [{"shard": i, "keys": n} for i, n in enumerate(sizes)],
         }
@@ -251,6 +271,7 @@ class Fabric:
             "namespace": self.config.ray.namespace,
             "bootstrap_servers": self.bootstrap_servers,
             "endpoint": self.config.serving.url,
+            "schema_registry": self.config.registry_url if self.config.registry.enabled else None,
         }
         (home / STATE_FILE).write_text(json.dumps(state, indent=2))
 

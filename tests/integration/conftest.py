@@ -48,6 +48,7 @@ def fabric_config(name: str, bootstrap: str, port: int, home, **stream: object) 
         ray={"address": "auto", "namespace": name},
         kafka={"bootstrap_servers": bootstrap, "topic_creation": "metadata"},
         serving={"port": port, "route_prefix": f"/{name}"},
+        registry={"route_prefix": f"/{name}-registry"},
         stream={
             "topic": f"payments_{name}",
             "dead_letter_topic": f"payments_{name}.dlq",
