@@ -16,22 +16,16 @@ A benchmark is a module of this package with ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import signal
-import socket
 
 import numpy as np
+
+from fabric_ray.loopback import free_port  # noqa: F401  (re-exported for the benchmarks)
 
 __all__ = ["BENCHMARKS", "exit_on_sigterm", "free_port", "percentile_ms"]
 
 BENCHMARKS = {
     "spine": "stream throughput against a hand-written Kafka consumer, and HTTP feature latency against `feast serve`",
 }
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile_ms(latencies_s: list[float], q: float) -> float:

@@ -12,7 +12,6 @@ handles without starting anything.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from typing import Any, Callable, Sequence
@@ -22,9 +21,6 @@ from fabric_ray.demo.payments import USER_PAYMENTS
 from fabric_ray.features.wire import build_response, parse_request
 
 __all__ = ["Fabric", "connect"]
-
-STATE_FILE = "state.json"
-
 
 class Fabric:
     """One fabric: broker (when embedded), cache shards, stream supervisor and feature server.
@@ -91,7 +87,6 @@ class Fabric:
         ray.get(self._supervisor.start.remote())
         if serve_http:
             self._deploy_serving()
-        self._write_state()
         return self
 
     def _deploy_serving(self) -> None:
@@ -175,7 +170,6 @@ class Fabric:
             kill_actor(cache_shard_name(i), ns)
         kill_actor(BROKER_NAME, ns)
         self._supervisor, self._shards = None, []
-        (cfg.home / STATE_FILE).unlink(missing_ok=True)
         if self._started_ray:  # everything goes with the cluster, Serve included
             ray.shutdown()
             self._started_ray = False
@@ -263,17 +257,6 @@ class Fabric:
         )
         lookups = {view: read_online(self._shards, view, req.keys, feats) for view, feats in req.by_view().items()}
         return build_response(req, lookups)
-
-    def _write_state(self) -> None:
-        home = self.config.home
-        home.mkdir(parents=True, exist_ok=True)
-        state = {
-            "namespace": self.config.ray.namespace,
-            "bootstrap_servers": self.bootstrap_servers,
-            "endpoint": self.config.serving.url,
-            "schema_registry": self.config.registry_url if self.config.registry.enabled else None,
-        }
-        (home / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
 def _check_port_free(host: str, port: int) -> None:

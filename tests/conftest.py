@@ -18,16 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from fabric_ray.loopback import keep_on_loopback
+from fabric_ray.loopback import free_port, keep_on_loopback  # noqa: F401  (free_port: used by tests)
 
 keep_on_loopback()
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, timeout_s: float = 30) -> None:

@@ -143,10 +143,10 @@ class _Outputs:
     features: pa.Table | None
     next_offsets: dict[int, int]
     started: float
-    rejected_offsets: list[tuple[int, int]] = field(default_factory=list)
+    dead_lettered: int = 0
 
     def __post_init__(self) -> None:
-        self.rejected_offsets = [(d.partition, d.offset) for d in self.letters]
+        self.dead_lettered = len(self.letters)  # letters is emptied once sent
 
 
 class PartitionProcessor:
@@ -250,7 +250,7 @@ class PartitionProcessor:
         s = self.stats
         s.read += out.read
         s.processed += out.processed
-        s.dead_lettered += len(out.rejected_offsets)
+        s.dead_lettered += out.dead_lettered
         s.batches += 1
         s.next_offsets.update(out.next_offsets)
         s.busy_s += time.perf_counter() - out.started

@@ -22,7 +22,6 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 import yaml
 
 from fabric_ray.demo.payments import USER_PAYMENTS, expected_features, generate_events
