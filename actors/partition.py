@@ -1,7 +1,7 @@
-"""PartitionActor: owns some partitions of a topic and runs a PartitionProcessor loop over them.
+"""PartitionActor: owns some partitions of a pipeline's topic and runs a PipelineProcessor loop over them.
 
-For now a restarted actor rebuilds its state from the start of the log (exactly-once
-checkpoints come with the stream engine); Ray restarts it when it dies.
+The processor restores each partition from its latest checkpoint (state and next offset), so a
+restarted actor (Ray restarts it when it dies) continues exactly where its last checkpoint was.
 """
 
 from __future__ import annotations
@@ -9,15 +9,19 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import uuid
 from typing import Any, Sequence
 
 import ray
 
 from actors.cache import ShardedCacheWriter, cache_shard_name
 from fabric_ray.config import FabricConfig
-from fabric_ray.demo.payments import PAYMENTS_SPEC, USER_PAYMENTS
+from fabric_ray.storage.fs import open_location
+from fabric_ray.streams.checkpoint import CheckpointStore
 from fabric_ray.streams.kafka import KafkaDeadLetterSink, KafkaPartitionSource
-from fabric_ray.streams.partition import PartitionProcessor
+from fabric_ray.streams.pipeline import Pipeline
+from fabric_ray.streams.processor import PipelineProcessor
+from fabric_ray.streams.sinks import bind_sinks
 
 LAG_REFRESH_S = 0.5
 
@@ -29,29 +33,45 @@ class PartitionActor:
     Args:
         config: the fabric's configuration.
         bootstrap_servers: Kafka address (the embedded broker's when embedded).
+        pipeline: what to run.
         partitions: the owned partition ids.
     """
 
-    def __init__(self, config: FabricConfig, bootstrap_servers: str, partitions: Sequence[int]) -> None:
+    def __init__(self, config: FabricConfig, bootstrap_servers: str, pipeline: Pipeline, partitions: Sequence[int]) -> None:
         s = config.stream
-        shards = [ray.get_actor(cache_shard_name(i), namespace=config.ray.namespace) for i in range(s.cache_shards)]
+        ns = config.ray.namespace
+        storage = open_location(config.storage_root, config.storage)
+
+        def cache_writer(view: Any) -> ShardedCacheWriter:
+            shards = [ray.get_actor(cache_shard_name(i), namespace=ns) for i in range(s.cache_shards)]
+            return ShardedCacheWriter(shards, view)
+
+        sinks = bind_sinks(pipeline, storage=storage, bootstrap_servers=bootstrap_servers, client=config.kafka.client, cache_writer=cache_writer)
         source = KafkaPartitionSource(
-            bootstrap_servers, s.topic, partitions, group_id=s.consumer_group, client=config.kafka.client
+            bootstrap_servers, pipeline.topic, partitions, group_id=pipeline.group_id, client=config.kafka.client
         )
-        self._processor = PartitionProcessor(
+        checkpoints = None
+        if s.checkpoints:
+            root = storage.child("checkpoints")
+            checkpoints = lambda p: CheckpointStore(root, pipeline.name, pipeline.topic, p)  # noqa: E731
+        self._processor = PipelineProcessor(
             source,
-            PAYMENTS_SPEC,
-            ShardedCacheWriter(shards, USER_PAYMENTS),
-            KafkaDeadLetterSink(bootstrap_servers, s.dead_letter_topic, config.kafka.client),
+            pipeline,
+            sinks,
+            KafkaDeadLetterSink(bootstrap_servers, pipeline.dead_letters, config.kafka.client),
+            checkpoints=checkpoints,
+            checkpoint_interval_s=s.checkpoint_interval_s,
             batch_size=s.batch_size,
             poll_timeout_s=s.poll_timeout_s,
         )
         self._partitions = tuple(partitions)
         self._restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        self._incarnation = uuid.uuid4().hex
         self._lag: dict[int, int] = {}
         self._last_error: str | None = None
         self._state = "running"
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="partition-loop", daemon=True)
         self._thread.start()
 
@@ -60,7 +80,8 @@ class PartitionActor:
         last_lag = 0.0
         while not self._stop.is_set():
             try:
-                self._processor.next_batch()
+                with self._lock:
+                    self._processor.next_batch()
                 if time.monotonic() - last_lag > LAG_REFRESH_S:
                     self._lag = self._processor.lag()
                     last_lag = time.monotonic()
@@ -71,24 +92,35 @@ class PartitionActor:
                 backoff_s = min(backoff_s * 2, 5.0)
 
     def stats(self) -> dict[str, Any]:
-        """Progress since this incarnation started: counters, offsets, lag, throughput."""
+        """Progress: counters (exact across restarts), offsets, lag, throughput of this incarnation."""
         st = self._processor.stats
         return {
             "state": self._state,
             "partitions": self._partitions,
             "processed": st.processed,
             "dead_lettered": st.dead_lettered,
+            "reasons": st.reasons,
+            "per_partition": {p: c.to_json() for p, c in st.partitions.items()},
             "offset_gaps": getattr(self._processor.source, "offset_gaps", 0),
             "next_offsets": dict(st.next_offsets),
             "lag": dict(self._lag),
+            "checkpoints": st.checkpoints,
+            "restored_from": dict(st.restored_from),
             "throughput_eps": st.read / st.busy_s if st.busy_s > 0 else 0.0,
             "restarts": int(self._restarts),
+            "incarnation": self._incarnation,
             "last_error": self._last_error,
         }
 
+    def checkpoint(self) -> None:
+        """Checkpoint now (between batches)."""
+        with self._lock:
+            self._processor.checkpoint()
+
     def stop(self) -> None:
-        """Finish the batch in hand, then close the consumer."""
+        """Finish the batch in hand, checkpoint, then close the consumer."""
         self._stop.set()
         self._thread.join(timeout=30)
-        self._processor.close()
+        with self._lock:
+            self._processor.close()
         self._state = "stopped"

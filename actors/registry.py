@@ -1,4 +1,4 @@
-"""RegistryActor: the one owner of the schema registry's SQLite file, wrapping :class:`~fabric_ray.governance.registry.SchemaRegistry`.
+"""RegistryActor: the running fabric's owner of the schema registry, wrapping :class:`~fabric_ray.governance.registry.SchemaRegistry`.
 
 Callers (the HTTP face in ``serving.registry``, Python code) use one generic method,
 ``call(op, *args, **kwargs)``, which never raises across Ray: it answers ``("ok", result)`` or
@@ -12,11 +12,11 @@ from typing import Any
 import ray
 
 from fabric_ray.governance.registry import RegistryError, SchemaRegistry
-from fabric_ray.governance.registry_store import SqliteRegistryStore
+from fabric_ray.governance.registry_store import SqlRegistryStore, sqlite_file
 
 # SchemaRegistry methods that ``call`` may run; anything else is refused.
 REGISTRY_OPS = frozenset({
-    "register", "subjects", "versions", "get_version", "get_by_id", "lookup", "check",
+    "register", "subjects", "versions", "get_version", "get_by_id", "lookup", "check", "referenced_by",
     "get_config", "set_config", "delete_config", "delete_version", "delete_subject",
 })
 # Extra reads the actor answers itself from the store.
@@ -30,14 +30,18 @@ def registry_actor_name() -> str:
 
 @ray.remote(num_cpus=0)
 class RegistryActor:
-    """Schemas, subjects, versions and compatibility levels, persisted in one SQLite file.
+    """Schemas, subjects, versions and compatibility levels, persisted in the fabric's metadata store.
 
     Args:
-        path: the SQLite file (created when missing; a new actor on the same file sees everything).
+        url: SQLAlchemy URL of the metadata store (``FabricConfig.metadata_url``); for a SQLite file
+            its folder is created when missing. A new actor on the same URL sees everything.
     """
 
-    def __init__(self, path: str) -> None:
-        self._store = SqliteRegistryStore(path)
+    def __init__(self, url: str) -> None:
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._store = SqlRegistryStore(url)
         self._registry = SchemaRegistry(self._store)
 
     def call(self, op: str, *args: Any, **kwargs: Any) -> tuple:
@@ -75,5 +79,5 @@ class RegistryActor:
         return sorted({v["subject"] for v in self._id_versions(schema_id)})
 
     def close(self) -> None:
-        """Close the SQLite connection (the actor is usually just killed)."""
+        """Close the store's connections (the actor is usually just killed)."""
         self._store.close()

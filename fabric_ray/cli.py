@@ -1,4 +1,4 @@
-"""The ``fabric`` command line: demo, up, status, down.
+"""The ``fabric`` command line: demo, up, status, down, products.
 
 Every command reads the configuration from ``--config`` (or ``$FABRIC_CONFIG``) and ``FABRIC_*``
 environment variables; with neither, everything runs embedded on this machine.
@@ -182,6 +182,216 @@ def _alive(pid: int) -> bool:
         return True
 
 
+# -- products ------------------------------------------------------------------------------------
+def _problems(prog: str, lines: Sequence[str], tail: str) -> int:
+    for line in lines:
+        print(f"{prog}: {line}", file=sys.stderr)
+    print(f"{prog}: {tail}", file=sys.stderr)
+    return 2
+
+
+def _metadata_store(config: FabricConfig, create: bool):
+    """The metadata store at ``config.metadata_url``; None when it is a SQLite file not made yet and ``create`` is false."""
+    from fabric_ray.governance.registry_store import SqlRegistryStore, sqlite_file
+
+    url = config.metadata_url
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return SqlRegistryStore(url)
+
+
+def cmd_products_apply(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.governance.products import ApplyError, ProductError, apply_products, load_products
+    from fabric_ray.governance.registry import RegistryError, SchemaRegistry
+    from fabric_ray.governance.registry_store import MemoryRegistryStore, StoreError, mask_url
+
+    prog, url = "fabric products apply", mask_url(config.metadata_url)
+    try:
+        products = load_products(args.dir)
+    except ProductError as exc:
+        return _problems(prog, exc.problems, f"{len(exc.problems)} problem(s) in {args.dir}; nothing registered")
+    try:
+        # A dry run against a store not created yet needs no file: an empty one answers the same.
+        store = _metadata_store(config, create=not args.dry_run) or MemoryRegistryStore()
+    except StoreError as exc:
+        return _problems(prog, [str(exc)], "nothing registered")
+    try:
+        report = apply_products(SchemaRegistry(store), products, dry_run=args.dry_run)
+    except ApplyError as exc:
+        return _problems(prog, exc.problems, f"{len(exc.problems)} product(s) refused by the schema registry; nothing registered")
+    except (RegistryError, ProductError) as exc:
+        return _problems(prog, [str(exc)], "nothing registered")
+    finally:
+        store.close()
+    rows = [(r.name, r.subject, r.version, r.schema_id, r.status) for r in report.results]
+    _print_table(rows, ("product", "subject", "version", "schema id", "status"))
+    changed = sum(r.status != "unchanged" for r in report.results)
+    if args.dry_run:
+        print(f"dry run: {changed} of {len(rows)} product(s) would change; nothing written to {url}")
+    else:
+        print(f"applied {len(rows)} product(s), {changed} changed, to {url}")
+    return 0
+
+
+def _stored_products(config: FabricConfig, prog: str):
+    """``(products, None)`` from the metadata store, or ``(None, exit code)`` after printing why not."""
+    from fabric_ray.governance.products import ProductError, list_products
+    from fabric_ray.governance.registry_store import StoreError
+
+    try:
+        store = _metadata_store(config, create=False)
+    except StoreError as exc:
+        return None, _problems(prog, [str(exc)], "cannot read the metadata store")
+    if store is None:
+        return [], None
+    try:
+        return list_products(store), None
+    except ProductError as exc:
+        return None, _problems(prog, exc.problems, "stored products do not validate")
+    finally:
+        store.close()
+
+
+def cmd_products_list(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.governance.products import format_duration
+    from fabric_ray.governance.registry_store import mask_url
+
+    products, code = _stored_products(config, "fabric products list")
+    if products is None:
+        return code
+    if args.json:
+        print(json.dumps([p.to_dict() for p in products], indent=2))
+        return 0
+    if not products:
+        print(f"no data products in {mask_url(config.metadata_url)}; register some with `fabric products apply DIR`")
+        return 0
+    rows = [
+        (
+            p.name, p.domain, p.owner, p.topic or "-", p.dataset or "-", p.subject,
+            format_duration(p.freshness_s) if p.freshness_s else "-", len(p.rules), ",".join(p.tagged("pii")) or "-",
+        )
+        for p in products
+    ]
+    _print_table(rows, ("product", "domain", "owner", "topic", "dataset", "subject", "freshness", "rules", "pii"))
+    return 0
+
+
+def _schema_rows(product) -> list[tuple[str, str]]:
+    """``(field, type)`` of the schema's top-level fields, types as compact JSON."""
+    if product.schema_type == "AVRO":
+        raw = [(f["name"], f["type"]) for f in product.schema.get("fields", [])]
+    else:
+        raw = [(k, v.get("type", "any") if isinstance(v, dict) else v) for k, v in product.schema.get("properties", {}).items()]
+    return [(name, t if isinstance(t, str) else json.dumps(t, separators=(",", ":"))) for name, t in raw]
+
+
+def cmd_products_show(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.governance.products import format_duration
+    from fabric_ray.governance.registry import RegistryError, SchemaRegistry
+    from fabric_ray.governance.registry_store import SqlRegistryStore, mask_url
+
+    prog = "fabric products show"
+    products, code = _stored_products(config, prog)
+    if products is None:
+        return code
+    product = next((p for p in products if p.name == args.name), None)
+    if product is None:
+        known = ", ".join(p.name for p in products) or "none"
+        return _problems(prog, [f"no data product {args.name!r} in {mask_url(config.metadata_url)} (known: {known})"], "see `fabric products list`")
+    store = SqlRegistryStore(config.metadata_url)
+    try:
+        registered = SchemaRegistry(store).lookup(product.subject, product.schema_text, product.schema_type)
+    except RegistryError:
+        registered = None  # the subject's schema was deleted since
+    finally:
+        store.close()
+    if args.json:
+        data = product.to_dict()
+        data["registered"] = None if registered is None else {"version": registered["version"], "id": registered["id"]}
+        print(json.dumps(data, indent=2))
+        return 0
+    where = f"version {registered['version']}, schema id {registered['id']}" if registered else "schema not registered"
+    lines = [
+        ("product", product.name),
+        ("domain", product.domain),
+        ("owner", product.owner),
+        ("description", " ".join(product.description.split()) or "-"),
+        ("topic", product.topic or "-"),
+        ("dataset", product.dataset or "-"),
+        ("subject", f"{product.subject} ({product.schema_type}, {where})"),
+        ("freshness", format_duration(product.freshness_s) if product.freshness_s else "-"),
+        ("access", f"{json.dumps(product.access)} (not enforced yet)" if product.access else "-"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key.ljust(width)}  {value}")
+    print()
+    required = set(product.required)
+    _print_table(
+        [(n, t, "yes" if n in required else "", ",".join(product.fields.get(n, ()))) for n, t in _schema_rows(product)],
+        ("field", "type", "required", "tags"),
+    )
+    if product.rules:
+        print()
+        print("rules")
+        for rule in product.rules:
+            print(f"  {rule}" + (f" (tolerance {rule.tolerance:g})" if rule.tolerance else ""))
+    return 0
+
+
+def _add_products_parser(sub: Any) -> None:
+    config_help = "path to fabric.yaml (as before the command); the metadata store is its metadata.url"
+    products = sub.add_parser(
+        "products",
+        help="declare, validate and register data products (apply, list, show)",
+        description="Data products are YAML files naming a topic or dataset, its owner and domain, its schema "
+        "(Avro or JSON Schema), required fields, quality rules, a freshness SLA and classification tags; see "
+        "docs/data-products.md. These commands work on the metadata store (metadata.url, default "
+        "<home>/metadata.db) directly: no Ray needed, and safe while a fabric runs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = products.add_subparsers(dest="products_command", required=True, metavar="ACTION")
+
+    apply = actions.add_parser(
+        "apply",
+        help="validate the products of a folder and register them all, or none",
+        description="Read every *.yaml/*.yml of DIR (or one file), validate every product (unknown keys, schema, "
+        "columns named by required fields, rules and tags, durations, duplicate names) and print every problem "
+        "found. If all are valid, register each product's schema under its subject, with the registry's "
+        "compatibility check, and store the products, in one transaction: when any product is refused (e.g. an "
+        "incompatible schema evolution, 409), nothing is registered. Exits 2 on any problem.",
+    )
+    apply.add_argument("dir", metavar="DIR", help="folder of product YAML files, or one YAML file")
+    apply.add_argument("--dry-run", action="store_true", help="check everything, including compatibility, and write nothing")
+    apply.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    apply.set_defaults(func=cmd_products_apply)
+
+    lister = actions.add_parser(
+        "list",
+        help="list the registered data products",
+        description="Print the data products stored in the metadata store as a table: name, domain, owner, topic, "
+        "dataset, subject, freshness SLA, number of rules and PII fields.",
+    )
+    lister.add_argument("--json", action="store_true", help="print the products' full specs as JSON instead of a table")
+    lister.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    lister.set_defaults(func=cmd_products_list)
+
+    show = actions.add_parser(
+        "show",
+        help="show one data product: schema fields, tags, rules, registered version",
+        description="Print one stored data product: owner, domain, topic or dataset, its subject with the registered "
+        "version and schema id, freshness SLA, each schema field with its type, whether it is required and its "
+        "classification tags, and its quality rules. Exits 2 when there is no such product.",
+    )
+    show.add_argument("name", metavar="NAME", help="the product's name")
+    show.add_argument("--json", action="store_true", help="print the product's spec as JSON, with its registered version")
+    show.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    show.set_defaults(func=cmd_products_show)
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fabric`` command."""
@@ -239,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.add_argument("--timeout", type=float, default=90, help="seconds to wait before killing it (default 90)")
     down.set_defaults(func=cmd_down)
+
+    _add_products_parser(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "FabricConfig",
     "KafkaConfig",
+    "MetadataConfig",
     "RayConfig",
     "RegistryConfig",
     "ServingConfig",
@@ -135,6 +137,10 @@ class StreamConfig(_Section):
         partitions_per_actor: partitions one ``PartitionActor`` owns.
         cache_shards: number of ``CacheShard`` actors holding hot features.
         window_ms: tumbling window size of the windowed aggregates.
+        checkpoints: save each partition's state and next offset to the storage root, so a
+            restarted owner resumes exactly where its last checkpoint was.
+        checkpoint_interval_s: time between checkpoints of an owner.
+        partition_check_s: how often a supervisor looks for partitions its topic gained.
     """
 
     topic: str = "payments"
@@ -145,6 +151,9 @@ class StreamConfig(_Section):
     partitions_per_actor: int = Field(default=1, ge=1)
     cache_shards: int = Field(default=2, ge=1, le=1024)
     window_ms: int = Field(default=60_000, ge=1)
+    checkpoints: bool = True
+    checkpoint_interval_s: float = Field(default=5.0, ge=0, le=3600)
+    partition_check_s: float = Field(default=5.0, gt=0, le=3600)
 
 
 class ServingConfig(_Section):
@@ -173,18 +182,47 @@ class ServingConfig(_Section):
         return f"http://{self.host}:{self.port}{self.route_prefix.rstrip('/')}"
 
 
+class MetadataConfig(_Section):
+    """The fabric's metadata store: schema registry subjects, versions and config, data products.
+
+    Attributes:
+        url: any SQLAlchemy URL of a supported backend: ``sqlite:///path/metadata.db`` or
+            ``postgresql+psycopg://user:pass@host:5432/fabric`` (install ``psycopg[binary]``);
+            ``None`` means ``sqlite:///<home>/metadata.db``. Checked when the config loads; its
+            password never shows in ``repr`` or error messages.
+
+    Example:
+        >>> MetadataConfig(url="postgresql+psycopg://fabric:s3cret@db:5432/fabric")
+        MetadataConfig(url='postgresql+psycopg://fabric:***@db:5432/fabric')
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _supported_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            from fabric_ray.governance.registry_store import check_url  # SQLAlchemy: only when a URL is set
+
+            check_url(url)  # ValueError naming the URL, password masked
+        return url
+
+    def __repr_args__(self) -> Any:
+        yield "url", _mask(self.url) if self.url is not None else None
+
+
 class RegistryConfig(_Section):
     """The schema registry (Confluent Schema Registry REST API on the fabric's Serve cluster).
 
+    Its subjects live in the metadata store (``metadata.url``); one actor owns them in a running fabric.
+
     Attributes:
         enabled: start the registry with the fabric.
-        path: its SQLite file (``None``: ``<home>/registry.db``); one actor owns it.
         route_prefix: where its HTTP API is mounted; clients use
             ``SchemaRegistryClient({"url": "http://HOST:PORT<route_prefix>"})``.
     """
 
     enabled: bool = True
-    path: Path | None = None
     route_prefix: str = Field(default="/schema-registry", pattern="^/.")
 
 
@@ -209,6 +247,7 @@ class FabricConfig(BaseSettings):
     stream: StreamConfig = StreamConfig()
     serving: ServingConfig = ServingConfig()
     registry: RegistryConfig = RegistryConfig()
+    metadata: MetadataConfig = MetadataConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -223,9 +262,16 @@ class FabricConfig(BaseSettings):
         return (env_settings, init_settings)
 
     @property
-    def registry_path(self) -> Path:
-        """The schema registry's SQLite file, defaulting to ``<home>/registry.db``."""
-        return (self.registry.path or self.home / "registry.db").resolve()
+    def metadata_url(self) -> str:
+        """SQLAlchemy URL of the metadata store, defaulting to ``sqlite:///<home>/metadata.db`` (absolute).
+
+        Example:
+            >>> FabricConfig(home="/var/fabric").metadata_url
+            'sqlite:////var/fabric/metadata.db'
+        """
+        if self.metadata.url is not None:
+            return self.metadata.url
+        return f"sqlite:///{(self.home / 'metadata.db').resolve()}"
 
     @property
     def registry_url(self) -> str:
@@ -240,11 +286,19 @@ class FabricConfig(BaseSettings):
         return f"file://{(self.home / 'storage').resolve()}"
 
 
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s'\"]*:)[^@/\s'\"]*@")
+
+
+def _mask(text: str) -> str:
+    """``text`` with passwords in URLs (``scheme://user:PASSWORD@host``) replaced by ``***``."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
+
+
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<root>"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (check its spelling and section)"
-    return f"{key}: {error['msg']}; got {error.get('input')!r}"
+    return f"{key}: {error['msg']}; got {_mask(repr(error.get('input')))}"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> FabricConfig:

@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from fabric_ray.config import ConfigError, FabricConfig, load_config
-from fabric_ray.demo.payments import USER_PAYMENTS
+from fabric_ray.demo.payments import USER_PAYMENTS, payments_pipeline
 from fabric_ray.features.wire import build_response, parse_request
 
 __all__ = ["Fabric", "connect"]
@@ -53,7 +53,6 @@ class Fabric:
         from actors.supervisor import StreamSupervisor, supervisor_name
         from fabric_ray.loopback import ingress_env
         from fabric_ray.runtime import ensure_ray, get_or_create_actor
-        from fabric_ray.streams.kafka import ensure_topic
 
         cfg = self.config
         ns = cfg.ray.namespace
@@ -64,14 +63,7 @@ class Fabric:
             broker = get_or_create_actor(BrokerActor, BROKER_NAME, ns)
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
         assert self.bootstrap_servers is not None
-        for topic in (cfg.stream.topic, cfg.stream.dead_letter_topic):
-            ensure_topic(
-                self.bootstrap_servers,
-                topic,
-                cfg.kafka.topic_partitions,
-                client=cfg.kafka.client,
-                use_admin=cfg.kafka.topic_creation == "admin" and not cfg.kafka.embedded,
-            )
+        self._ensure_topics(cfg.stream.topic, cfg.stream.dead_letter_topic)
         self._shards = [
             get_or_create_actor(CacheShard, cache_shard_name(i), ns, (USER_PAYMENTS,), num_cpus=cfg.ray.actor_num_cpus)
             for i in range(cfg.stream.cache_shards)
@@ -79,10 +71,10 @@ class Fabric:
         if cfg.registry.enabled:
             from actors.registry import RegistryActor, registry_actor_name
 
-            cfg.registry_path.parent.mkdir(parents=True, exist_ok=True)
-            get_or_create_actor(RegistryActor, registry_actor_name(), ns, str(cfg.registry_path))
+            get_or_create_actor(RegistryActor, registry_actor_name(), ns, cfg.metadata_url)
+        demo = payments_pipeline(cfg.stream.topic, cfg.stream.dead_letter_topic, cfg.stream.window_ms, cfg.stream.consumer_group)
         self._supervisor = get_or_create_actor(
-            StreamSupervisor, supervisor_name(cfg.stream.topic), ns, cfg, self.bootstrap_servers
+            StreamSupervisor, supervisor_name(demo.name), ns, cfg, self.bootstrap_servers, demo
         )
         ray.get(self._supervisor.start.remote())
         if serve_http:
@@ -164,7 +156,9 @@ class Fabric:
                 pass
         from actors.registry import registry_actor_name
 
-        kill_actor(registry_actor_name(), ns)  # its data stays in the SQLite file
+        kill_actor(registry_actor_name(), ns)  # its data stays in the metadata store
+        for name in self._pipeline_supervisors():
+            self.stop_pipeline(name)
         kill_actor(supervisor_name(cfg.stream.topic), ns)
         for i in range(cfg.stream.cache_shards):
             kill_actor(cache_shard_name(i), ns)
@@ -241,6 +235,92 @@ class Fabric:
                 errors = [o["last_error"] for o in status["owners"] if o.get("last_error")]
                 raise TimeoutError(f"consumed {done} of {expected} messages in {timeout_s}s; owner errors: {errors[:2]}")
             time.sleep(0.2)
+
+    def run_pipeline(self, pipeline: Any) -> dict[str, tuple[int, ...]]:
+        """Run a :class:`~fabric_ray.streams.pipeline.Pipeline` on the cluster; return its owners.
+
+        Its source and dead-letter topics are created when missing; one supervisor per pipeline
+        assigns the topic's partitions to owners (``stream.partitions_per_actor`` each), which
+        checkpoint to ``<storage root>/checkpoints`` and resume from there after a restart.
+        Running a pipeline that already runs changes nothing.
+        """
+        import ray
+
+        from actors.supervisor import StreamSupervisor, supervisor_name
+        from fabric_ray.runtime import get_or_create_actor
+
+        self._require_started()
+        cfg = self.config
+        self._ensure_topics(pipeline.topic, pipeline.dead_letters)
+        sup = get_or_create_actor(StreamSupervisor, supervisor_name(pipeline.name), cfg.ray.namespace, cfg, self.bootstrap_servers, pipeline)
+        ray.get(sup.start.remote())
+        return ray.get(sup.owners.remote())
+
+    def pipeline_status(self, name: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Progress of the running pipeline ``name``: per owner and partition, totals, reasons.
+
+        Raises:
+            LookupError: no pipeline of that name runs.
+        """
+        import ray
+
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import find_actor
+
+        sup = find_actor(supervisor_name(name), self.config.ray.namespace)
+        if sup is None:
+            raise LookupError(f"no pipeline {name!r} runs in namespace {self.config.ray.namespace!r}")
+        return ray.get(sup.status.remote(timeout_s), timeout=timeout_s * 2)
+
+    def checkpoint_pipeline(self, name: str, timeout_s: float = 60) -> None:
+        """Make every owner of pipeline ``name`` checkpoint now."""
+        import ray
+
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import find_actor
+
+        sup = find_actor(supervisor_name(name), self.config.ray.namespace)
+        if sup is None:
+            raise LookupError(f"no pipeline {name!r} runs in namespace {self.config.ray.namespace!r}")
+        ray.get(sup.checkpoint.remote(timeout_s), timeout=timeout_s * 2)
+
+    def stop_pipeline(self, name: str) -> None:
+        """Drain pipeline ``name`` (owners checkpoint and close), then remove its actors."""
+        import ray
+
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import find_actor, kill_actor
+
+        sup = find_actor(supervisor_name(name), self.config.ray.namespace)
+        if sup is None:
+            return
+        try:
+            ray.get(sup.stop.remote(), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError):
+            pass
+        kill_actor(supervisor_name(name), self.config.ray.namespace)
+
+    def _ensure_topics(self, *topics: str) -> None:
+        """Create ``topics`` when missing, with ``kafka.topic_partitions`` partitions."""
+        from fabric_ray.streams.kafka import ensure_topic
+
+        cfg = self.config
+        for topic in topics:
+            ensure_topic(
+                self.bootstrap_servers,
+                topic,
+                cfg.kafka.topic_partitions,
+                client=cfg.kafka.client,
+                use_admin=cfg.kafka.topic_creation == "admin" and not cfg.kafka.embedded,
+            )
+
+    def _pipeline_supervisors(self) -> list[str]:
+        """Names of the user pipelines running in this namespace (not the demo's)."""
+        import ray
+
+        prefix = "supervisor:"
+        names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors(all_namespaces=False)]
+        return [n[len(prefix):] for n in names if n.startswith(prefix) and n[len(prefix):] != self.config.stream.topic]
 
     def get_online_features(self, features: Sequence[str], entities: dict[str, list], full_feature_names: bool = False) -> dict[str, Any]:
         """Online features for agents, as Python: the same request and response as the HTTP endpoint.

@@ -1,20 +1,22 @@
 """Test helpers shipped with the library: an in-memory source, a collecting sink, ``run_local``.
 
-They drive the same :class:`~fabric_ray.streams.partition.PartitionProcessor` the actors run,
+They drive the same :class:`~fabric_ray.streams.processor.PipelineProcessor` the actors run,
 without Kafka or Ray.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from fabric_ray.streams.partition import PartitionProcessor, WindowedFeaturesSpec
+from fabric_ray.streams.pipeline import Pipeline
+from fabric_ray.streams.processor import PipelineProcessor
 from fabric_ray.streams.records import DeadLetter, RawBatch
 
-__all__ = ["CollectingSink", "MemorySource", "run_local"]
+__all__ = ["CollectingSink", "LocalRun", "MemorySource", "run_local"]
 
 
 class MemorySource:
@@ -39,6 +41,15 @@ class MemorySource:
         """Add messages to the end of a partition."""
         self._data.setdefault(partition, []).extend(payloads)
         self._next.setdefault(partition, 0)
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partition ids held."""
+        return sorted(self._data)
+
+    def seek(self, next_offsets: Mapping[int, int]) -> None:
+        """Continue each named partition from the given offset."""
+        self._next.update({int(p): int(o) for p, o in next_offsets.items()})
 
     def read_batch(self, max_messages: int, timeout_s: float) -> RawBatch:
         parts, offs, vals = [], [], []
@@ -82,27 +93,50 @@ class CollectingSink:
         return {row[key_column]: row for row in self.rows()}
 
 
+@dataclass
+class LocalRun:
+    """What :func:`run_local` produced.
+
+    Attributes:
+        sinks: a collector per sink step name.
+        dead_letters: every dead-lettered message (with its reason).
+        processor: the processor, drained and closed (its ``stats`` and ``runtime(p)``).
+    """
+
+    sinks: dict[str, CollectingSink]
+    dead_letters: CollectingSink
+    processor: PipelineProcessor
+
+    def rows(self, sink: str) -> list[dict[str, Any]]:
+        """All rows written to ``sink``, in order."""
+        return self.sinks[sink].rows()
+
+    def latest(self, sink: str, key_column: str) -> dict[Any, dict[str, Any]]:
+        """The last row written to ``sink`` per key."""
+        return self.sinks[sink].latest(key_column)
+
+
 def run_local(
-    spec: WindowedFeaturesSpec,
+    pipeline: Pipeline,
     partitions: Mapping[int, Sequence[bytes | None]],
     *,
     batch_size: int = 1000,
-    topic: str = "local",
-) -> tuple[CollectingSink, CollectingSink, PartitionProcessor]:
-    """Run a spec over in-memory partitions until they are drained.
+) -> LocalRun:
+    """Run a pipeline over in-memory partitions until they are drained: no Kafka, no Ray.
 
-    Returns:
-        ``(features, dead_letters, processor)``.
+    Every sink step collects its rows, whatever its ``to=``.
 
     Example:
-        >>> from fabric_ray.demo.payments import PAYMENTS_SPEC
-        >>> feats, dlq, proc = run_local(PAYMENTS_SPEC, {0: [b'{"event_id":"a","user_id":1,"amount":1,"event_ts":0}']})
-        >>> feats.latest("user_id")[1]["amount_sum"], len(dlq.items)
-        (1.0, 0)
+        >>> from fabric_ray.demo.payments import payments_pipeline
+        >>> run = run_local(payments_pipeline(), {0: [b'{"event_id":"a","user_id":1,"amount":1,"event_ts":0}', b'oops']})
+        >>> run.latest("features", "user_id")[1]["amount_sum"], [d.reason for d in run.dead_letters.items]
+        (1.0, ['not valid JSON: Expecting value at char 0'])
     """
-    features, dead = CollectingSink(), CollectingSink()
-    proc = PartitionProcessor(MemorySource(topic, partitions), spec, features, dead, batch_size=batch_size, poll_timeout_s=0)
+    sinks = {name: CollectingSink() for name in pipeline.sinks}
+    dead = CollectingSink()
+    source = MemorySource(pipeline.topic, partitions)
+    proc = PipelineProcessor(source, pipeline, sinks, dead, batch_size=batch_size, poll_timeout_s=0)
     while proc.next_batch():
         pass
     proc.close()
-    return features, dead, proc
+    return LocalRun(sinks, dead, proc)

@@ -7,14 +7,18 @@ serializers, Kafka Connect, ksqlDB) work against it unchanged; point them at
     GET    /subjects[?deleted=true]
     GET    /subjects/{subject}/versions[?deleted=true]
     POST   /subjects/{subject}/versions            {"schema", "schemaType"?, "references"?} -> {"id"}
+                                                   (references: [{"name", "subject", "version"}], AVRO only)
     POST   /subjects/{subject}                     lookup -> {"subject", "id", "version", "schema"[, "schemaType"]}
     GET    /subjects/{subject}/versions/{version|latest}[/schema]
+    GET    /subjects/{subject}/versions/{version|latest}/referencedby -> [ids of schemas referencing it]
     DELETE /subjects/{subject}[?permanent=true]    -> [versions]
     DELETE /subjects/{subject}/versions/{version}[?permanent=true] -> version
     GET    /schemas/ids/{id}                       -> {"schema"[, "schemaType"][, "references"]}
     GET    /schemas/ids/{id}/schema | /versions | /subjects,  GET /schemas/types
     POST   /compatibility/subjects/{subject}/versions[/{version|latest}][?verbose=true]
-    GET    /config[/{subject}]                     -> {"compatibilityLevel"}
+    GET    /config                                 -> {"compatibilityLevel"} (global)
+    GET    /config/{subject}[?defaultToGlobal=true] -> {"compatibilityLevel"}; 404/40408 when the subject has
+                                                   no level of its own (unless defaultToGlobal)
     PUT    /config[/{subject}]                     {"compatibility"} -> {"compatibility"}
     DELETE /config/{subject}                       -> {"compatibilityLevel"} (the dropped level)
 
@@ -186,16 +190,16 @@ class SchemaRegistryServer:
     @api.post("/subjects/{subject}")
     async def lookup(self, subject: str, request: Request) -> Response:
         async def work() -> Any:
-            schema, schema_type, _ = await _schema_body(request)
-            found = await self._call("lookup", subject, schema, schema_type)
-            return _schema_view(found, "subject", "id", "version", "schema")
+            schema, schema_type, references = await _schema_body(request)
+            found = await self._call("lookup", subject, schema, schema_type, references)
+            return _schema_view(found, "subject", "id", "version", "schema", "references")
         return await self._answer(work())
 
     @api.get("/subjects/{subject}/versions/{version}")
     async def get_version(self, subject: str, version: str, request: Request) -> Response:
         async def work() -> Any:
             got = await self._call("get_version", subject, version, include_deleted=_flag(request, "deleted"))
-            return _schema_view(got, "subject", "version", "id", "schema")
+            return _schema_view(got, "subject", "version", "id", "schema", "references")
         return await self._answer(work())
 
     @api.get("/subjects/{subject}/versions/{version}/schema")
@@ -204,6 +208,10 @@ class SchemaRegistryServer:
             got = await self._call("get_version", subject, version, include_deleted=_flag(request, "deleted"))
             return Response(content=got["schema"], media_type=CONTENT_TYPE)
         return await self._answer(work())
+
+    @api.get("/subjects/{subject}/versions/{version}/referencedby")
+    async def referenced_by(self, subject: str, version: str) -> Response:
+        return await self._answer(self._call("referenced_by", subject, version))
 
     @api.delete("/subjects/{subject}")
     async def delete_subject(self, subject: str, request: Request) -> Response:
@@ -251,8 +259,8 @@ class SchemaRegistryServer:
     # -- compatibility --------------------------------------------------------------------------
 
     async def _compatibility(self, subject: str, version: str, request: Request) -> Any:
-        schema, schema_type, _ = await _schema_body(request)
-        problems = await self._call("check", subject, schema, version, schema_type)
+        schema, schema_type, references = await _schema_body(request)
+        problems = await self._call("check", subject, schema, version, schema_type, references)
         out: "dict[str, Any]" = {"is_compatible": not problems}
         if _flag(request, "verbose"):
             out["messages"] = list(problems)
@@ -286,10 +294,12 @@ class SchemaRegistryServer:
         return await self._answer(self._put_config(request, None))
 
     @api.get("/config/{subject}")
-    async def get_subject_config(self, subject: str) -> Response:
-        # The subject's own level, else the global one (Confluent's ?defaultToGlobal=true).
+    async def get_subject_config(self, subject: str, request: Request) -> Response:
+        # As Confluent: the subject's own level, 404/40408 when it has none; with
+        # ?defaultToGlobal=true the global level answers for it.
         async def work() -> Any:
-            return {"compatibilityLevel": await self._call("get_config", subject)}
+            level = await self._call("get_config", subject, default_to_global=_flag(request, "defaultToGlobal"))
+            return {"compatibilityLevel": level}
         return await self._answer(work())
 
     @api.put("/config/{subject}")

@@ -3,7 +3,8 @@
 - ``kafka_broker``: the embedded Kafka-protocol broker as its own process (``python -m fabric_ray.broker``);
 - ``s3_endpoint``: moto's S3 server (``moto_server``) with a bucket;
 - ``ray_cluster``: one local Ray cluster for the whole session (started lazily, by integration tests only);
-- ``serve_port``: the Ray Serve HTTP port of that cluster.
+- ``serve_port``: the Ray Serve HTTP port of that cluster;
+- ``postgres_url``: a real PostgreSQL 16 (``pgserver``'s bundled binaries) on a unix socket, started lazily.
 """
 
 from __future__ import annotations
@@ -105,3 +106,19 @@ def serve_port(ray_cluster) -> int:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> str:
+    """``postgresql+psycopg://`` URL of database ``postgres`` on a PostgreSQL server private to this session.
+
+    The server listens on a unix socket only and stops when the session ends. Tests that need
+    isolation create their own database (``CREATE DATABASE``) or drop their tables.
+    """
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+        yield "postgresql+psycopg://" + uri.split("://", 1)[1]
+    finally:
+        server.cleanup()

@@ -20,11 +20,14 @@ import pyarrow as pa
 
 from fabric_ray.features.definitions import Entity, Feature, FeatureView
 from fabric_ray.streams.json_codec import JsonDecoder
-from fabric_ray.streams.partition import WindowedFeaturesSpec
+from fabric_ray.streams.aggregates import RunningTotals
+from fabric_ray.streams.pipeline import Pipeline
 
 __all__ = [
+    "payments_pipeline",
     "PAYMENTS_SCHEMA",
-    "PAYMENTS_SPEC",
+    "PAYMENTS_DECODER",
+    "FEATURE_NAMES",
     "USER",
     "USER_PAYMENTS",
     "GeneratedEvents",
@@ -59,21 +62,54 @@ USER_PAYMENTS = FeatureView(
     ),
 )
 
-PAYMENTS_SPEC = WindowedFeaturesSpec(
-    decoder=JsonDecoder(PAYMENTS_SCHEMA, required=REQUIRED_FIELDS),
-    key_field="user_id",
-    value_field="amount",
-    event_time_field="event_ts",
-    window_ms=WINDOW_MS,
-    output_names={
-        "key": "user_id",
-        "count": "txn_count",
-        "sum": "amount_sum",
-        "window_count": "txn_count_1m",
-        "window_sum": "amount_sum_1m",
-        "last_event_ms": "event_ts_ms",
-    },
-)
+PAYMENTS_DECODER = JsonDecoder(PAYMENTS_SCHEMA, required=REQUIRED_FIELDS)
+# Aggregate column of RunningTotals -> feature name of USER_PAYMENTS.
+FEATURE_NAMES = {
+    "key": "user_id",
+    "count": "txn_count",
+    "sum": "amount_sum",
+    "window_count": "txn_count_1m",
+    "window_sum": "amount_sum_1m",
+    "last_event_ms": "event_ts_ms",
+}
+
+
+
+def payments_pipeline(
+    topic: str = "payments",
+    dead_letter_topic: str = "payments.dlq",
+    window_ms: int = WINDOW_MS,
+    consumer_group: str = "fabric-payments",
+) -> Pipeline:
+    """The demo stream: JSON payments in, archived to Parquet, ``user_payments`` features into the cache shards.
+
+    The pipeline is named after its topic.
+
+    Example:
+        >>> print(payments_pipeline().describe())  # doctest: +NORMALIZE_WHITESPACE
+        pipeline 'payments'
+          1. source 'payments'            -> [raw messages]
+          2. decode                       -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
+          3. sink 'archive'               -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
+          4. aggregate 'user_totals'      -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
+          5. sink 'features'              -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
+    """
+    totals = RunningTotals(
+        key="user_id",
+        value="amount",
+        time="event_ts",
+        window_ms=window_ms,
+        output_names=FEATURE_NAMES,
+    )
+    return (
+        Pipeline(topic, dead_letter_topic=dead_letter_topic, consumer_group=consumer_group)
+        .source(topic)
+        .decode(PAYMENTS_DECODER)
+        .sink("archive", to="archive", time_column="event_ts")
+        .aggregate(totals, name="user_totals")
+        .sink("features", to="cache", feature_view=USER_PAYMENTS)
+    )
+
 
 _CURRENCIES = np.array(["EUR", "USD", "GBP", "CHF"])
 _BAD_KINDS = ("truncated", "missing_user", "amount_text", "not_object")

@@ -11,13 +11,14 @@ arrive, so it can be checked against a direct computation over the same events.
 
 from __future__ import annotations
 
-from typing import Hashable
+from dataclasses import dataclass, field
+from typing import Hashable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["KeyedWindowAggregate"]
+__all__ = ["KeyedWindowAggregate", "RunningTotals"]
 
 _NO_WINDOW = np.iinfo(np.int64).min
 
@@ -155,3 +156,71 @@ class KeyedWindowAggregate:
         agg._wsum[rows] = state["window_sum"].to_numpy()
         agg._last[rows] = state["last_event_ms"].to_numpy()
         return agg
+
+
+@dataclass(frozen=True)
+class RunningTotals:
+    """A pipeline ``aggregate`` step: :class:`KeyedWindowAggregate` over named columns.
+
+    Emits, per batch, one row per key the batch touched, with the aggregate columns renamed by
+    ``output_names`` (columns not named there are left out).
+
+    Args:
+        key: entity key column.
+        value: column counted and summed.
+        time: event time column (ms since the epoch).
+        window_ms: tumbling window size.
+        output_names: output column name for each of ``KeyedWindowAggregate.COLUMNS`` wanted.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> totals = RunningTotals("user", "amount", "ts", 60_000, {"key": "user", "count": "n", "sum": "total"})
+        >>> op = totals.create()
+        >>> op.update(pa.table({"user": [1, 1], "amount": [2.0, 3.0], "ts": [0, 1]})).to_pylist()
+        [{'user': 1, 'n': 2, 'total': 5.0}]
+        >>> totals.create(op.snapshot()).update(pa.table({"user": [1], "amount": [1.0], "ts": [2]})).to_pylist()
+        [{'user': 1, 'n': 3, 'total': 6.0}]
+    """
+
+    key: str
+    value: str
+    time: str
+    window_ms: int
+    output_names: Mapping[str, str] = field(default_factory=lambda: {c: c for c in KeyedWindowAggregate.COLUMNS})
+
+    def __post_init__(self) -> None:
+        if self.window_ms <= 0:
+            raise ValueError(f"running totals over {self.value!r}: window_ms must be positive; got {self.window_ms}")
+        unknown = set(self.output_names) - set(KeyedWindowAggregate.COLUMNS)
+        if unknown:
+            raise ValueError(f"running totals over {self.value!r}: output_names has unknown columns {sorted(unknown)}; known: {list(KeyedWindowAggregate.COLUMNS)}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Input columns it reads."""
+        return (self.key, self.value, self.time)
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """Schema of the rows it emits, given the input schema."""
+        types = {"key": schema.field(self.key).type, "count": pa.int64(), "sum": pa.float64(), "window_start_ms": pa.int64(), "window_count": pa.int64(), "window_sum": pa.float64(), "last_event_ms": pa.int64()}
+        return pa.schema([(self.output_names[c], types[c]) for c in KeyedWindowAggregate.COLUMNS if c in self.output_names])
+
+    def create(self, state: pa.Table | None = None) -> _RunningTotalsOperator:
+        """A fresh operator, or one continuing from :meth:`_RunningTotalsOperator.snapshot` output."""
+        agg = KeyedWindowAggregate(self.window_ms) if state is None else KeyedWindowAggregate.restore(self.window_ms, state)
+        return _RunningTotalsOperator(self, agg)
+
+
+class _RunningTotalsOperator:
+    def __init__(self, spec: RunningTotals, agg: KeyedWindowAggregate) -> None:
+        self.spec = spec
+        self.agg = agg
+        self._cols = [c for c in KeyedWindowAggregate.COLUMNS if c in spec.output_names]
+
+    def update(self, table: pa.Table) -> pa.Table:
+        s = self.spec
+        state = self.agg.update(table[s.key].combine_chunks(), table[s.value].combine_chunks(), table[s.time].combine_chunks())
+        return state.select(self._cols).rename_columns([s.output_names[c] for c in self._cols])
+
+    def snapshot(self) -> pa.Table:
+        return self.agg.snapshot()

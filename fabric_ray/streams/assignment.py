@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["OwnerStatus", "assign_partitions", "owner_name", "summarize"]
+__all__ = ["OwnerStatus", "assign_new_partitions", "assign_partitions", "owner_name", "summarize"]
 
 
 def assign_partitions(partitions: Iterable[int], per_actor: int) -> list[tuple[int, ...]]:
@@ -19,6 +19,19 @@ def assign_partitions(partitions: Iterable[int], per_actor: int) -> list[tuple[i
         raise ValueError(f"partitions_per_actor must be >= 1; got {per_actor}")
     parts = sorted(set(int(p) for p in partitions))
     return [tuple(parts[i : i + per_actor]) for i in range(0, len(parts), per_actor)]
+
+
+def assign_new_partitions(owned: Iterable[Sequence[int]], partition_count: int, per_actor: int) -> list[tuple[int, ...]]:
+    """Groups for the partitions no owner holds yet; existing owners keep theirs.
+
+    Used when a topic gains partitions: regrouping everything would give a partition two owners.
+
+    Example:
+        >>> assign_new_partitions([(0, 1), (2,)], 5, 2)
+        [(3, 4)]
+    """
+    held = {int(p) for group in owned for p in group}
+    return assign_partitions([p for p in range(partition_count) if p not in held], per_actor)
 
 
 def owner_name(topic: str, partitions: Sequence[int]) -> str:
@@ -45,6 +58,8 @@ class OwnerStatus:
     next_offsets: dict[int, int] = field(default_factory=dict)
     throughput_eps: float = 0.0
     restarts: int = 0
+    checkpoints: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
 
     @classmethod
@@ -61,6 +76,8 @@ class OwnerStatus:
             next_offsets={int(k): int(v) for k, v in dict(report.get("next_offsets", {})).items()},
             throughput_eps=float(report.get("throughput_eps", 0.0)),
             restarts=int(report.get("restarts", 0)),
+            checkpoints=int(report.get("checkpoints", 0)),
+            reasons={str(k): int(v) for k, v in dict(report.get("reasons", {})).items()},
             last_error=report.get("last_error"),
         )
 
@@ -76,6 +93,10 @@ def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
         (3, True)
     """
     lag = {p: v for o in owners for p, v in o.lag.items()}
+    reasons: dict[str, int] = {}
+    for o in owners:
+        for kind, n in o.reasons.items():
+            reasons[kind] = reasons.get(kind, 0) + n
     return {
         "owners": len(owners),
         "partitions": sum(len(o.partitions) for o in owners),
@@ -85,5 +106,6 @@ def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
         "lag": sum(lag.values()),
         "throughput_eps": sum(o.throughput_eps for o in owners),
         "restarts": sum(o.restarts for o in owners),
+        "reasons": reasons,
         "caught_up": bool(owners) and all(o.state == "running" and o.lag for o in owners) and not any(lag.values()),
     }

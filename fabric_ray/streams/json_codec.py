@@ -177,15 +177,24 @@ class JsonDecoder:
         # Only one-line payloads that open an object take the fast path: a blank, missing or
         # multi-line payload would shift rows against messages, and pyarrow's reader mishandles
         # (even crashes on) lines like `null`. The careful path judges the rest.
-        for i, v in enumerate(values):
-            if not v or v[0] != 0x7B or b"\n" in v or b"\r" in v:
-                return None, i
+        # The screen is vectorized: it runs on every batch, and a Python loop per message would
+        # cost as much as the parse itself.
+        if not all(values):
+            return None, next(i for i, v in enumerate(values) if not v)
         data = b"\n".join(values)
+        if data.count(b"\n") != len(values) - 1 or b"\r" in data:
+            return None, next(i for i, v in enumerate(values) if b"\n" in v or b"\r" in v)
+        lengths = np.fromiter(map(len, values), np.int64, len(values))
+        starts = np.zeros(len(values), np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        not_object = np.flatnonzero(np.frombuffer(data, np.uint8)[starts] != 0x7B)
+        if len(not_object):
+            return None, int(not_object[0])
         try:
             # One block for the whole range, so that "in row N" counts from its first message.
             table = pajson.read_json(
                 io.BytesIO(data),
-                read_options=pajson.ReadOptions(block_size=len(data) + 1),
+                read_options=pajson.ReadOptions(block_size=max(len(data) + 1, 1 << 24), use_threads=False),
                 parse_options=self._parse_options,
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

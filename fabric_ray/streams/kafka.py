@@ -142,7 +142,7 @@ class KafkaPartitionSource:
                     "group.id": group_id,
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
-                    "fetch.wait.max.ms": 50,
+                    "fetch.wait.max.ms": 10,
                     # If the broker no longer has the next offset (retention), go on from the
                     # oldest it has; the skipped messages are counted in offset_gaps.
                     "auto.offset.reset": "earliest",
@@ -157,9 +157,26 @@ class KafkaPartitionSource:
             [TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in self.partitions]
         )
 
+    def seek(self, next_offsets: Mapping[int, int]) -> None:
+        """Continue the named partitions from the given offsets (a restored checkpoint's)."""
+        starts = {p: self._expected[p] for p in self.partitions}
+        starts.update({int(p): int(o) for p, o in next_offsets.items() if int(p) in starts})
+        self._expected = dict(starts)
+        self._consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
+
     def read_batch(self, max_messages: int, timeout_s: float) -> RawBatch:
-        """Up to ``max_messages`` messages; partition errors such as end-of-partition are skipped."""
-        msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        """Up to ``max_messages`` messages, returning as soon as any are there.
+
+        Whatever the client has already fetched is taken without waiting; only when that is
+        nothing does it wait, at most ``timeout_s``, for the first message (``consume`` alone
+        would wait for a full batch, which at low rates adds the whole timeout to latency).
+        Partition errors such as end-of-partition are skipped.
+        """
+        msgs = self._consumer.consume(num_messages=max_messages, timeout=0)
+        if not msgs:
+            msgs = self._consumer.consume(num_messages=1, timeout=timeout_s)
+            if msgs and max_messages > 1:
+                msgs += self._consumer.consume(num_messages=max_messages - 1, timeout=0)
         good = []
         for m in msgs:
             err = m.error()
@@ -207,6 +224,43 @@ class KafkaPartitionSource:
         self._consumer.close()
 
 
+class AckedProducer:
+    """A producer whose :meth:`send_all` returns only once the broker acknowledged every message.
+
+    Args:
+        bootstrap_servers: Kafka address.
+        topic: the topic written to.
+        client: librdkafka settings.
+        what: how errors name the topic (``"dead-letter topic"``, ``"output topic"``).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None, what: str = "topic") -> None:
+        self.topic = topic
+        self.what = what
+        self._producer = make_producer(bootstrap_servers, client)
+        self._failures: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
+    def send_all(self, messages: Iterable[tuple[bytes | None, bytes | None, list | None]]) -> None:
+        """Produce ``(key, value, headers)`` triples and wait for every acknowledgement.
+
+        Raises:
+            KafkaException: a message could not be delivered; the message names the topic.
+        """
+        for key, value, headers in messages:
+            self._producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=self._on_delivery)
+            self._producer.poll(0)
+        remaining = self._producer.flush(30)
+        if remaining or self._failures:
+            failures, self._failures = self._failures, []
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT, f"{self.what} {self.topic!r}: {remaining} undelivered; {failures[:3]}")
+            )
+
+
 class KafkaDeadLetterSink:
     """Send rejected messages, unchanged, to a dead-letter topic with the reason in headers.
 
@@ -216,12 +270,7 @@ class KafkaDeadLetterSink:
 
     def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None) -> None:
         self.topic = topic
-        self._producer = make_producer(bootstrap_servers, client)
-        self._failures: list[str] = []
-
-    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            self._failures.append(str(err))
+        self._out = AckedProducer(bootstrap_servers, topic, client, what="dead-letter topic")
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Produce ``letters`` and wait for the acknowledgements.
@@ -229,18 +278,4 @@ class KafkaDeadLetterSink:
         Raises:
             KafkaException: a letter could not be delivered.
         """
-        for letter in letters:
-            self._producer.produce(
-                self.topic,
-                key=letter.key,
-                value=letter.value,
-                headers=letter.kafka_headers(),
-                on_delivery=self._on_delivery,
-            )
-            self._producer.poll(0)
-        remaining = self._producer.flush(30)
-        if remaining or self._failures:
-            failures, self._failures = self._failures, []
-            raise KafkaException(
-                KafkaError(KafkaError._MSG_TIMED_OUT, f"dead-letter topic {self.topic!r}: {remaining} undelivered; {failures[:3]}")
-            )
+        self._out.send_all((letter.key, letter.value, letter.kafka_headers()) for letter in letters)

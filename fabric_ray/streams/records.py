@@ -1,12 +1,13 @@
-"""The shapes that move between a source, the processor and its sinks."""
+"""The shapes that move between a source, the processor and its sinks, and the source and sink protocols."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["DeadLetter", "RawBatch"]
+__all__ = ["DeadLetter", "DeadLetterSink", "RawBatch", "Source"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,47 @@ class DeadLetter:
             **self.headers,
         }
         return [(k, v.encode()) for k, v in base.items()]
+
+
+class Source(Protocol):
+    """Where a processor reads from: a set of partitions of one topic."""
+
+    topic: str
+
+    @property
+    def partitions(self) -> list[int]:
+        """The owned partition ids."""
+        ...
+
+    def read_batch(self, max_messages: int, timeout_s: float) -> RawBatch:
+        """Up to ``max_messages`` messages, waiting at most ``timeout_s`` for the first."""
+        ...
+
+    def seek(self, next_offsets: Mapping[int, int]) -> None:
+        """Continue the named partitions from these offsets (a restored checkpoint's)."""
+        ...
+
+    def high_watermarks(self) -> dict[int, int]:
+        """Offset after the last message of each owned partition."""
+        ...
+
+    def commit(self, next_offsets: Mapping[int, int]) -> None:
+        """Record progress where outside tools can see it (a consumer group)."""
+        ...
+
+    @property
+    def offset_gaps(self) -> int:
+        """Offsets skipped because the broker no longer had them (0 where unknown)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class DeadLetterSink(Protocol):
+    """Receives the messages that could not be processed."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` durably before returning."""
+        ...

@@ -1,10 +1,15 @@
 """The fabric starts its schema registry; what it holds survives a restart of the fabric."""
 
 import json
+import uuid
 
+import sqlalchemy as sa
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from fabric_ray import Fabric
+from fabric_ray.config import MetadataConfig
+
+from .conftest import fabric_config
 
 PAYMENT_V1 = {
     "type": "record",
@@ -14,8 +19,7 @@ PAYMENT_V1 = {
 }
 
 
-def test_registry_is_served_by_the_fabric_and_survives_a_restart(make_fabric):
-    fabric = make_fabric(serve_http=True)
+def _register_restart_and_read(fabric: Fabric) -> None:
     url = fabric.config.registry_url
     assert fabric.status()["schema_registry"] == url
     client = SchemaRegistryClient({"url": url})
@@ -31,3 +35,32 @@ def test_registry_is_served_by_the_fabric_and_survives_a_restart(make_fabric):
         assert json.loads(latest.schema.schema_str)["name"] == "Payment"
     finally:
         again.stop()
+
+
+def test_registry_is_served_by_the_fabric_and_survives_a_restart(make_fabric):
+    fabric = make_fabric(serve_http=True)
+    _register_restart_and_read(fabric)
+    # the default metadata store: one SQLite file under home
+    assert (fabric.config.home / "metadata.db").is_file()
+    assert fabric.config.metadata_url == f"sqlite:///{(fabric.config.home / 'metadata.db').resolve()}"
+
+
+def test_registry_on_postgresql_survives_a_restart(ray_cluster, kafka_broker, serve_port, postgres_url, tmp_path):
+    name = f"pg{uuid.uuid4().hex[:6]}"
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    config = fabric_config(name, kafka_broker, serve_port, tmp_path / name)
+    config = config.model_copy(update={"metadata": MetadataConfig(url=url)})
+    fabric = Fabric(config).start(serve_http=True)
+    try:
+        _register_restart_and_read(fabric)
+    finally:
+        fabric.stop()
+    assert not (tmp_path / name / "metadata.db").exists()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM registry_versions").scalar_one() == 1
+    engine.dispose()

@@ -13,7 +13,7 @@ import uuid
 import httpx
 import pytest
 
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
@@ -64,8 +64,8 @@ def registry_url(ray_cluster, serve_port, tmp_path_factory):
     from serving.registry import build_app
 
     name = f"sr_{uuid.uuid4().hex[:8]}"
-    path = tmp_path_factory.mktemp("registry") / "registry.db"
-    actor = RegistryActor.options(name=registry_actor_name(), namespace=name).remote(str(path))
+    url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'metadata.db'}"
+    actor = RegistryActor.options(name=registry_actor_name(), namespace=name).remote(url)
     assert ray.get(actor.call.remote("ping")) == ("ok", "pong")
     serve.run(build_app({"namespace": name}), name=name, route_prefix=f"/{name}")
     yield f"http://127.0.0.1:{serve_port}/{name}"
@@ -118,6 +118,7 @@ def test_client_compatibility_and_config(client, subject):
     assert client.test_compatibility(subject, Schema(PAYMENT_BAD, "AVRO")) is True
     assert client.set_compatibility(subject, "backward") == {"compatibility": "BACKWARD"}
     assert client.get_compatibility() == "BACKWARD"  # global default
+    assert client.get_config(subject).compatibility_level.value == "BACKWARD"
     with pytest.raises(SchemaRegistryError) as err:
         client.set_compatibility(subject, "SIDEWAYS")
     assert (err.value.http_status_code, err.value.error_code) == (422, 42203)
@@ -234,6 +235,8 @@ def test_http_compatibility_verbose_config_and_deletes(registry_url, subject):
     assert r.json() == {"is_compatible": True}
 
     r = httpx.get(f"{base}/config/{subject}", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40408
+    r = httpx.get(f"{base}/config/{subject}?defaultToGlobal=true", timeout=30)
     assert r.json() == {"compatibilityLevel": "BACKWARD"}
     r = httpx.put(f"{base}/config/{subject}", json={"compatibility": "FULL"}, timeout=30)
     assert r.json() == {"compatibility": "FULL"}
@@ -257,3 +260,92 @@ def test_http_compatibility_verbose_config_and_deletes(registry_url, subject):
     assert subject not in httpx.get(f"{base}/subjects?deleted=true", timeout=30).json()
     r = httpx.get(f"{base}/no/such/route", timeout=30)
     assert r.status_code == 404 and r.json()["error_code"] == 404
+
+
+def test_subject_config_answers_40408_unless_default_to_global(client, registry_url, subject):
+    # Confluent's client sends GET /config/{subject} without defaultToGlobal, as Confluent expects
+    with pytest.raises(SchemaRegistryError) as err:
+        client.get_compatibility(subject)
+    assert (err.value.http_status_code, err.value.error_code) == (404, 40408)
+    assert err.value.error_message == f"Subject '{subject}' does not have subject-level compatibility configured"
+    r = httpx.get(f"{registry_url}/config/{subject}?defaultToGlobal=true", timeout=30)
+    assert r.status_code == 200 and r.json() == {"compatibilityLevel": client.get_compatibility()}
+    r = httpx.get(f"{registry_url}/config/{subject}?defaultToGlobal=false", timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == 40408
+    r = httpx.get(f"{registry_url}/config", timeout=30)
+    assert r.status_code == 200 and list(r.json()) == ["compatibilityLevel"]
+    client.set_compatibility(subject, "FORWARD_TRANSITIVE")
+    assert client.get_compatibility(subject) == "FORWARD_TRANSITIVE"
+    r = httpx.get(f"{registry_url}/config/{subject}?defaultToGlobal=true", timeout=30)
+    assert r.json() == {"compatibilityLevel": "FORWARD_TRANSITIVE"}  # its own level still wins
+    client.delete_config(subject)
+    with pytest.raises(SchemaRegistryError):
+        client.get_compatibility(subject)
+
+
+def test_registry_actor_on_postgresql_keeps_schemas_across_actors(ray_cluster, postgres_url):
+    import ray
+    import sqlalchemy as sa
+
+    from actors.registry import RegistryActor
+
+    name = f"pg_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+    actor = RegistryActor.options(namespace=name).remote(url)
+    assert ray.get(actor.call.remote("register", "payments-value", PAYMENT_V1)) == ("ok", 1)
+    assert ray.get(actor.call.remote("register", "payments-value", PAYMENT_V2)) == ("ok", 2)
+    ray.kill(actor)
+    again = RegistryActor.options(namespace=name).remote(url)
+    try:
+        assert ray.get(again.call.remote("versions", "payments-value")) == ("ok", [1, 2])
+        status, got = ray.get(again.call.remote("get_by_id", 1))
+        assert status == "ok" and got["schema"] == PAYMENT_V1
+        assert ray.get(again.call.remote("register", "other-value", '"string"')) == ("ok", 3)
+    finally:
+        ray.kill(again)
+
+
+CURRENCY = json.dumps({"type": "enum", "name": "Currency", "namespace": "fabric.money", "symbols": ["EUR", "USD"]})
+PRICED = json.dumps({
+    "type": "record", "name": "Priced", "namespace": "fabric.payments",
+    "fields": [{"name": "amount", "type": "double"}, {"name": "currency", "type": "fabric.money.Currency"}],
+})
+
+
+def test_client_schema_references_round_trip(client, registry_url, subject):
+    money = f"{subject}-currency"
+    assert client.register_schema(money, Schema(CURRENCY, "AVRO")) >= 1
+    refs = [SchemaReference("fabric.money.Currency", money, 1)]
+    priced = Schema(PRICED, "AVRO", references=refs)
+    schema_id = client.register_schema(subject, priced)
+    fresh = SchemaRegistryClient({"url": registry_url})
+    got = fresh.get_schema(schema_id)
+    assert [(r.name, r.subject, r.version) for r in got.references] == [("fabric.money.Currency", money, 1)]
+    latest = fresh.get_latest_version(subject)
+    assert latest.schema_id == schema_id and len(latest.schema.references) == 1
+    assert fresh.lookup_schema(subject, priced).version == 1
+    assert fresh.test_compatibility(subject, priced) is True
+    assert fresh.get_referenced_by(money, 1) == [schema_id]
+
+    # Confluent's serializers resolve the referenced types through the registry.
+    ctx = SerializationContext(subject.removesuffix("-value"), MessageField.VALUE)
+    ser = AvroSerializer(client, priced, conf={"auto.register.schemas": False, "use.latest.version": True})
+    payload = ser({"amount": 9.5, "currency": "USD"}, ctx)
+    assert struct.unpack(">bI", payload[:5]) == (0, schema_id)
+    assert AvroDeserializer(SchemaRegistryClient({"url": registry_url}))(payload, ctx) == {"amount": 9.5, "currency": "USD"}
+
+    # The referenced version stays while something references it (Confluent's 42206).
+    with pytest.raises(SchemaRegistryError) as err:
+        fresh.delete_version(money, 1)
+    assert (err.value.http_status_code, err.value.error_code) == (422, 42206)
+    r = _post(f"{registry_url}/subjects/{subject}/versions",
+              {"schema": PRICED, "references": [{"name": "x", "subject": "no-such-subject", "version": 1}]})
+    assert r.status_code == 422 and r.json()["error_code"] == 42201 and "no-such-subject" in r.json()["message"]
+    r = httpx.get(f"{registry_url}/subjects/{subject}/versions/1", timeout=30)
+    assert r.json()["references"] == [{"name": "fabric.money.Currency", "subject": money, "version": 1}]
+

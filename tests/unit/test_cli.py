@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,166 @@ def test_parser_defaults():
     assert p.parse_args(["down"]).timeout == 90
     status = p.parse_args(["--config", "x.yaml", "status", "--json", "--address", "auto"])
     assert (status.config, status.json, status.address) == ("x.yaml", True, "auto")
+
+
+# -- products -------------------------------------------------------------------------------------
+
+DEMO_PRODUCTS = Path(__file__).resolve().parents[2] / "fabric_ray" / "demo" / "products"
+
+
+@pytest.fixture
+def metadata(tmp_path, monkeypatch):
+    """A clean FABRIC_* environment whose metadata store is a fresh SQLite file; returns its path."""
+    for name in list(os.environ):
+        if name.upper().startswith("FABRIC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path / "home"))
+    db = tmp_path / "meta" / "metadata.db"
+    monkeypatch.setenv("FABRIC_METADATA__URL", f"sqlite:///{db}")
+    return db
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_products_help_explains_the_actions(env):
+    out = fabric("products", "--help", env=env)
+    assert out.returncode == 0, out.stderr
+    for word in ("apply", "list", "show", "metadata.url", "no Ray needed", "docs/data-products.md"):
+        assert word in out.stdout, word
+    assert "products" in fabric("--help", env=env).stdout
+
+
+@pytest.mark.parametrize(
+    ("action", "words"),
+    [
+        ("apply", ["DIR", "--dry-run", "--config", "nothing is registered", "Exits 2"]),
+        ("list", ["--json", "--config", "table"]),
+        ("show", ["NAME", "--json", "classification tags", "Exits 2"]),
+    ],
+)
+def test_products_action_help(capsys, action, words):
+    with pytest.raises(SystemExit) as info:
+        main(["products", action, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: fabric products {action}")
+    for word in words:
+        assert word in " ".join(out.split()), word
+
+
+def test_products_apply_list_show(metadata, capsys):
+    code, out, err = run(capsys, "products", "apply", str(DEMO_PRODUCTS))
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["product", "subject", "version", "schema", "id", "status"]
+    assert out.splitlines()[2].split() == ["payments", "payments-value", "1", "1", "new"]
+    assert "applied 1 product(s), 1 changed" in out and str(metadata) in out
+    code, out, _ = run(capsys, "products", "apply", str(DEMO_PRODUCTS))
+    assert code == 0 and out.splitlines()[2].split()[-1] == "unchanged" and "0 changed" in out
+
+    code, out, _ = run(capsys, "products", "list")
+    assert code == 0
+    assert out.splitlines()[2].split() == [
+        "payments", "payments", "payments-team@example.com", "payments", "-", "payments-value", "5m", "8", "card_number,email"
+    ]
+    code, out, _ = run(capsys, "products", "list", "--json")
+    assert code == 0 and [p["name"] for p in json.loads(out)] == ["payments"]
+
+    code, out, _ = run(capsys, "products", "show", "payments")
+    assert code == 0
+    assert "subject      payments-value (AVRO, version 1, schema id 1)" in out
+    assert "(not enforced yet)" in out and "amount: > 0 and <= 10000" in out
+    card = next(line for line in out.splitlines() if line.startswith("card_number"))
+    assert card.split() == ["card_number", '["null","string"]', "pii,sensitive"]
+    code, out, _ = run(capsys, "products", "show", "payments", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["registered"] == {"version": 1, "id": 1} and data["freshness"] == "5m"
+
+
+def test_products_dry_run_writes_nothing(metadata, capsys):
+    code, out, err = run(capsys, "products", "apply", str(DEMO_PRODUCTS), "--dry-run")
+    assert code == 0, err
+    assert "dry run: 1 of 1 product(s) would change; nothing written" in out
+    assert not metadata.exists()
+    code, out, _ = run(capsys, "products", "list")
+    assert code == 0 and "no data products in" in out and "fabric products apply" in out
+    assert not metadata.exists()  # listing does not create the store either
+
+
+def test_products_apply_reports_every_problem_and_registers_nothing(metadata, capsys, tmp_path):
+    folder = tmp_path / "products"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("name: a\ndomain: d\nownr: o\ntopic: a\nschema: a.avsc\nfreshness: soon\n")
+    (folder / "b.yaml").write_text(
+        "name: b\ndomain: d\nowner: o\ntopic: b\n"
+        "schema: {type: record, name: B, fields: [{name: x, type: long}]}\n"
+        "required: [y]\nrules: [{between: {column: x, min: 5, max: 1}}]\n"
+    )
+    code, out, err = run(capsys, "products", "apply", str(folder))
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert lines == [
+        f"fabric products apply: {folder / 'a.yaml'}: product 'a': ownr: unknown key (did you mean 'owner'?)",
+        f"fabric products apply: {folder / 'a.yaml'}: product 'a': owner: missing",
+        f"fabric products apply: {folder / 'a.yaml'}: product 'a': freshness: duration 'soon' is not a positive number "
+        "of seconds or text like 30s, 5m, 1h30m, 2d",
+        f"fabric products apply: {folder / 'a.yaml'}: product 'a': schema: schema file '{folder / 'a.avsc'}' does not exist",
+        f"fabric products apply: {folder / 'b.yaml'}: product 'b': required: 'y' is not a field of the schema (fields: x)",
+        f"fabric products apply: {folder / 'b.yaml'}: product 'b': rules[0]: rule between on 'x': min 5 is greater than max 1",
+        f"fabric products apply: 6 problem(s) in {folder}; nothing registered",
+    ]
+    assert not metadata.exists()
+
+
+def test_products_apply_incompatible_evolution_exits_2_and_changes_nothing(metadata, capsys, tmp_path):
+    assert run(capsys, "products", "apply", str(DEMO_PRODUCTS))[0] == 0
+    folder = tmp_path / "evolved"
+    folder.mkdir()
+    text = (DEMO_PRODUCTS / "payments.yaml").read_text()
+    evolved = text.replace("{name: amount, type: double", "{name: amount, type: string").replace(
+        "  - between: {column: amount, min: 0, max: 10000, min_inclusive: false}\n", ""
+    )
+    assert evolved != text
+    (folder / "payments.yaml").write_text(evolved)
+    (folder / "clicks.yaml").write_text(
+        "name: clicks\ndomain: web\nowner: web\ndataset: clicks\nschema_type: JSON\n"
+        "schema: {type: object, properties: {url: {type: string}}}\n"
+    )
+    code, out, err = run(capsys, "products", "apply", str(folder))
+    assert code == 2, out
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"fabric products apply: {folder / 'payments.yaml'}: product 'payments': ")
+    assert "incompatible with an earlier schema for subject 'payments-value'" in lines[0]
+    assert lines[1] == "fabric products apply: 1 product(s) refused by the schema registry; nothing registered"
+    _, out, _ = run(capsys, "products", "list", "--json")
+    assert [p["name"] for p in json.loads(out)] == ["payments"]  # clicks was not stored either
+
+
+def test_products_show_unknown_exits_2(metadata, capsys):
+    run(capsys, "products", "apply", str(DEMO_PRODUCTS))
+    code, out, err = run(capsys, "products", "show", "refunds")
+    assert code == 2 and out == ""
+    assert err.splitlines()[0] == f"fabric products show: no data product 'refunds' in sqlite:///{metadata} (known: payments)"
+
+
+def test_products_config_may_follow_the_action(metadata, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("FABRIC_METADATA__URL")
+    db = tmp_path / "from-config.db"
+    config = tmp_path / "fabric.yaml"
+    config.write_text(f"metadata:\n  url: sqlite:///{db}\n")
+    code, out, err = run(capsys, "products", "apply", str(DEMO_PRODUCTS), "--config", str(config))
+    assert code == 0, err
+    assert db.exists() and not metadata.exists()
+    assert run(capsys, "--config", str(config), "products", "show", "payments")[0] == 0
+    args = build_parser().parse_args(["--config", "top.yaml", "products", "list"])
+    assert args.config == "top.yaml"  # the action's --config does not erase the top-level one
+
+
+def test_products_parser_defaults():
+    args = build_parser().parse_args(["products", "apply", "dir"])
+    assert (args.command, args.products_command, args.dir, args.dry_run, args.config) == ("products", "apply", "dir", False, None)
+    assert build_parser().parse_args(["products", "show", "x", "--json"]).json is True

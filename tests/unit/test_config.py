@@ -319,3 +319,65 @@ def test_model_copy_makes_a_changed_copy_and_leaves_the_original():
 def test_config_is_equal_by_value():
     assert load_config(None, serving={"port": 1}) == load_config(None, serving={"port": 1})
     assert load_config(None, serving={"port": 1}) != load_config(None, serving={"port": 2})
+
+
+# -- metadata store ------------------------------------------------------------------------------
+def test_metadata_url_defaults_to_sqlite_under_home(tmp_path):
+    cfg = load_config(None, home=tmp_path / "h")
+    assert cfg.metadata.url is None
+    assert cfg.metadata_url == f"sqlite:///{(tmp_path / 'h' / 'metadata.db').resolve()}"
+    assert cfg.metadata_url.startswith("sqlite:////")  # absolute: the actor's working directory differs
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://fabric:pw@db:5432/fabric", "postgresql://db/fabric", "sqlite:////data/m.db"]
+)
+def test_metadata_url_is_used_as_given(url):
+    cfg = load_config(None, metadata={"url": url})
+    assert cfg.metadata.url == url and cfg.metadata_url == url
+
+
+def test_metadata_url_from_env(monkeypatch):
+    monkeypatch.setenv("FABRIC_METADATA__URL", "postgresql+psycopg://fabric:pw@db:5432/fabric")
+    assert load_config(None).metadata_url == "postgresql+psycopg://fabric:pw@db:5432/fabric"
+
+
+def test_metadata_url_from_yaml(tmp_path):
+    path = write_yaml(tmp_path / "fabric.yaml", "metadata:\n  url: postgresql+psycopg://u@db/fabric\n")
+    assert load_config(path).metadata_url == "postgresql+psycopg://u@db/fabric"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "is not a SQLAlchemy URL"),
+        ("mysql://fabric:hunter2@db/fabric", "backend 'mysql' is not supported"),
+        ("postgresql+nodriver://fabric:hunter2@db/fabric", "unknown driver 'nodriver'"),
+        ("postgresql+psycopg://fabric:hunter2@db:99999/fabric", "port 99999 is out of range"),
+        ("postgresql+psycopg://fabric:hunter2@db", "name the database"),
+    ],
+)
+def test_bad_metadata_url_is_a_config_error_naming_the_key(url, says, monkeypatch):
+    for source in ("override", "env"):
+        if source == "env":
+            monkeypatch.setenv("FABRIC_METADATA__URL", url)
+            load = lambda: load_config(None)  # noqa: E731
+        else:
+            load = lambda: load_config(None, metadata={"url": url})  # noqa: E731
+        with pytest.raises(ConfigError) as err:
+            load()
+        msg = str(err.value)
+        assert "metadata.url:" in msg and says in msg, msg
+        assert "hunter2" not in msg  # the password never shows
+
+
+def test_metadata_password_is_masked_in_repr():
+    cfg = load_config(None, metadata={"url": "postgresql+psycopg://fabric:hunter2@db/fabric"})
+    assert "hunter2" not in repr(cfg) and "hunter2" not in repr(cfg.metadata)
+    assert "fabric:***@db" in repr(cfg.metadata)
+
+
+def test_registry_has_no_path_any_more():
+    with pytest.raises(ConfigError, match=r"registry\.path: unknown key"):
+        load_config(None, registry={"path": "/x/registry.db"})
+    assert not hasattr(FabricConfig(), "registry_path")

@@ -10,7 +10,8 @@ import pytest
 
 from fabric_ray.demo.payments import (
     PAYMENTS_SCHEMA,
-    PAYMENTS_SPEC,
+    FEATURE_NAMES,
+    PAYMENTS_DECODER,
     USER_PAYMENTS,
     expected_features,
     generate_events,
@@ -55,7 +56,7 @@ def test_zero_events():
 
 def test_every_bad_payload_is_rejected_and_every_good_one_accepted():
     ev = generate_events(4000, users=200, bad_fraction=0.02)
-    out = PAYMENTS_SPEC.decoder.decode(ev.payloads)
+    out = PAYMENTS_DECODER.decode(ev.payloads)
     assert len(out.rejected) == ev.bad == 80
     assert out.table.num_rows == ev.table.num_rows
     # the accepted rows are exactly the generator's good events, in order
@@ -67,7 +68,7 @@ def test_every_bad_payload_is_rejected_and_every_good_one_accepted():
 
 def test_all_four_kinds_of_bad_payload_occur_and_are_rejected_for_the_right_reason():
     ev = generate_events(2000, users=50, bad_fraction=0.01)
-    reasons = [reason for _, reason in PAYMENTS_SPEC.decoder.decode(ev.payloads).rejected]
+    reasons = [reason for _, reason in PAYMENTS_DECODER.decode(ev.payloads).rejected]
     assert len(reasons) == 20
     kinds = {
         "truncated": sum(r.startswith("not valid JSON") for r in reasons),
@@ -103,7 +104,7 @@ def test_table_has_the_payments_schema():
 
 
 def test_spec_outputs_match_the_feature_view():
-    outputs = set(PAYMENTS_SPEC.output_names.values())
+    outputs = set(FEATURE_NAMES.values())
     assert set(USER_PAYMENTS.feature_names) <= outputs
     assert USER_PAYMENTS.entity.join_key in outputs and "event_ts_ms" in outputs
 

@@ -2,14 +2,15 @@
 
 import doctest
 import json
-import sqlite3
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from fabric_ray.governance import registry as registry_module
 from fabric_ray.governance import registry_store
 from fabric_ray.governance.registry import RegistryError, SchemaRegistry
-from fabric_ray.governance.registry_store import MemoryRegistryStore, SqliteRegistryStore
+from fabric_ray.governance.registry_store import MemoryRegistryStore, SqlRegistryStore
 
 
 def record(*fields, name="Payment"):
@@ -25,9 +26,31 @@ V_NEW_REQUIRED = record(AMOUNT, CURRENCY_REQUIRED)  # forward but not backward c
 V_DROP_AMOUNT = record()  # backward but not forward compatible with V1 (amount has no default)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def new_postgres_database(server_url: str) -> str:
+    """URL of a new, empty database on the session's PostgreSQL server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def fresh_url(backend: str, request, tmp_path) -> str:
+    """A new, empty database of a SQL backend (``sqlite`` or ``postgresql``)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'metadata.db'}"
+    return new_postgres_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sql_url(request, tmp_path):
+    return fresh_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request, tmp_path):
-    s = MemoryRegistryStore() if request.param == "memory" else SqliteRegistryStore(tmp_path / "registry.db")
+    s = MemoryRegistryStore() if request.param == "memory" else SqlRegistryStore(fresh_url(request.param, request, tmp_path))
     yield s
     s.close()
 
@@ -176,6 +199,18 @@ def test_subject_config_overrides_global_and_falls_back(reg):
     raises(404, 40408, reg.delete_config, "s")
 
 
+def test_subject_config_without_default_to_global_is_40408(reg):
+    reg.set_config("FULL")
+    err = raises(404, 40408, reg.get_config, "s", default_to_global=False)
+    assert err.message == "Subject 's' does not have subject-level compatibility configured"
+    assert reg.get_config("s", default_to_global=True) == "FULL"
+    assert reg.get_config(None, default_to_global=False) == "FULL"  # the global level always answers
+    reg.set_config("NONE", subject="s")
+    assert reg.get_config("s", default_to_global=False) == "NONE"
+    reg.delete_config("s")
+    raises(404, 40408, reg.get_config, "s", default_to_global=False)
+
+
 def test_set_config_normalises_case(reg):
     assert reg.set_config("full_transitive") == "FULL_TRANSITIVE"
     assert reg.get_config() == "FULL_TRANSITIVE"
@@ -296,7 +331,7 @@ def test_invalid_schema_422_42201(reg):
     assert "#/type" in err.message
     raises(422, 42201, reg.register, "s", "{not json")
     raises(422, 42201, reg.register, "s", V1, schema_type="XML")
-    raises(422, 42201, reg.register, "s", V1, references=[{"name": "x", "subject": "y", "version": 1}])
+    raises(422, 42201, reg.register, "s", V1, references=[{"name": "x", "subject": "y", "version": 1}])  # unknown
     raises(422, 42201, reg.check, "s", "{not json")
 
 
@@ -344,9 +379,9 @@ def test_invalid_subject(reg):
 # -- durability ---------------------------------------------------------------------------------
 
 
-def test_sqlite_restart_keeps_everything(tmp_path):
-    path = tmp_path / "registry.db"
-    store = SqliteRegistryStore(path)
+@pytest.mark.parametrize("sql_url", ["sqlite", "postgresql"], indirect=True)
+def test_restart_keeps_everything(sql_url):
+    store = SqlRegistryStore(sql_url)
     reg = SchemaRegistry(store)
     reg.register("a", V1)
     reg.register("a", V2)
@@ -356,7 +391,7 @@ def test_sqlite_restart_keeps_everything(tmp_path):
     reg.delete_version("a", 1)
     store.close()
 
-    store = SqliteRegistryStore(path)
+    store = SqlRegistryStore(sql_url)
     reg = SchemaRegistry(store)
     assert reg.subjects() == ["a", "b"]
     assert reg.versions("a") == [2]
@@ -370,21 +405,112 @@ def test_sqlite_restart_keeps_everything(tmp_path):
     store.close()
 
 
-def test_sqlite_add_version_is_one_transaction(tmp_path):
-    path = tmp_path / "registry.db"
-    store = SqliteRegistryStore(path)
-    store.add_version("s", "AVRO", '"int"', '"int"', "[]")
-    # Fail the version insert: the schema row written in the same transaction must roll back.
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TRIGGER boom BEFORE INSERT ON subject_versions WHEN NEW.subject = 'bad' "
-        "BEGIN SELECT RAISE(ABORT, 'boom'); END"
-    )
-    conn.commit()
-    conn.close()
-    with pytest.raises(sqlite3.IntegrityError):
-        store.add_version("bad", "AVRO", '"long"', '"long"', "[]")
-    assert store.find_schema("AVRO", '"long"') is None
-    assert store.subjects() == ["s"]
-    assert store.add_version("t", "AVRO", '"long"', '"long"', "[]").schema_id == 2
-    store.close()
+# -- schema references (Avro) -------------------------------------------------------------------
+
+CURRENCY_V1 = json.dumps({"type": "enum", "name": "Currency", "namespace": "fabric", "symbols": ["EUR"]})
+CURRENCY_V2 = json.dumps({"type": "enum", "name": "Currency", "namespace": "fabric", "symbols": ["EUR", "USD"]})
+PRICED = record({"name": "amount", "type": "int"}, {"name": "currency", "type": "fabric.Currency"}, name="Priced")
+
+
+def ref(subject="currency-value", version=1, name="fabric.Currency"):
+    return {"name": name, "subject": subject, "version": version}
+
+
+def test_register_with_a_reference_and_read_it_back(reg):
+    assert reg.register("currency-value", CURRENCY_V1) == 1
+    assert reg.register("priced-value", PRICED, references=[ref()]) == 2
+    assert reg.register("priced-value", PRICED, references=[ref()]) == 2  # idempotent
+    got = reg.get_version("priced-value", 1)
+    assert got["references"] == [ref()] and got["schema"] == PRICED and got["id"] == 2
+    assert reg.get_by_id(2)["references"] == [ref()]
+    assert "references" not in reg.get_version("currency-value", 1)  # none: left out, as Confluent does
+    assert reg.lookup("priced-value", PRICED, references=[ref()])["version"] == 1
+    raises(422, 42201, reg.lookup, "priced-value", PRICED)  # without its reference the type is unknown
+    assert reg.referenced_by("currency-value", 1) == [2] and reg.referenced_by("priced-value") == []
+
+
+def test_other_references_make_another_schema(reg):
+    reg.register("currency-value", CURRENCY_V1)
+    reg.register("currency-value", CURRENCY_V2)  # a symbol added: BACKWARD compatible
+    reg.register("money-value", CURRENCY_V1)  # the same schema (id 1) under another subject
+    assert reg.register("priced-value", PRICED, references=[ref(version=1)]) == 3
+    assert reg.register("priced-value", PRICED, references=[ref(version=2)]) == 4
+    assert reg.register("other-value", PRICED, references=[ref(subject="money-value")]) == 5
+    assert reg.versions("priced-value") == [1, 2]
+    assert reg.lookup("priced-value", PRICED, references=[ref(version=1)])["version"] == 1
+
+
+def test_compatibility_sees_the_referenced_types(reg):
+    reg.register("currency-value", CURRENCY_V1)
+    reg.register("currency-value", CURRENCY_V2)
+    reg.register("priced-value", PRICED, references=[ref(version=2)])  # EUR, USD
+    # the same text over fewer symbols cannot read data written with USD
+    problems = reg.check("priced-value", PRICED, references=[ref(version=1)])
+    assert problems and "USD" in " ".join(problems)
+    raises(409, 409, reg.register, "priced-value", PRICED, references=[ref(version=1)])
+    reg.set_config("FORWARD", subject="priced-value")
+    assert reg.check("priced-value", PRICED, references=[ref(version=1)]) == []
+    assert reg.register("priced-value", PRICED, references=[ref(version=1)]) == 4
+
+
+def test_references_resolve_through_chains_and_diamonds(reg):
+    money = json.dumps({"type": "record", "name": "fabric.Money", "fields": [
+        {"name": "amount", "type": "long"}, {"name": "currency", "type": "fabric.Currency"}]})
+    reg.register("currency-value", CURRENCY_V1)
+    reg.register("money-value", money, references=[ref()])
+    merchant = json.dumps({"type": "record", "name": "fabric.Merchant", "fields": [
+        {"name": "home", "type": "fabric.Currency"}]})
+    reg.register("merchant-value", merchant, references=[ref()])
+    payment = record({"name": "price", "type": "fabric.Money"}, {"name": "merchant", "type": "fabric.Merchant"})
+    refs = [ref("money-value", 1, "fabric.Money"), ref("merchant-value", 1, "fabric.Merchant")]
+    schema_id = reg.register("payment-value", payment, references=refs)  # Currency reached twice, defined once
+    assert reg.get_by_id(schema_id)["references"] == refs
+    assert reg.referenced_by("currency-value", 1) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "references",
+    [
+        {"name": "x"},
+        ["fabric.Currency"],
+        [{"subject": "currency-value", "version": 1}],
+        [{"name": "", "subject": "currency-value", "version": 1}],
+        [{"name": "fabric.Currency", "subject": "currency-value", "version": 0}],
+        [{"name": "fabric.Currency", "subject": "currency-value", "version": True}],
+        [{"name": "fabric.Currency", "subject": "currency-value", "version": "latest"}],
+        [{"name": "fabric.Currency", "subject": "currency-value", "version": 9}],
+        [{"name": "fabric.Currency", "subject": "nope", "version": 1}],
+    ],
+)
+def test_bad_references_are_42201(reg, references):
+    reg.register("currency-value", CURRENCY_V1)
+    err = raises(422, 42201, reg.register, "priced-value", PRICED, references=references)
+    assert "reference" in err.message
+    assert reg.subjects() == ["currency-value"]
+
+
+def test_references_are_avro_only_and_may_not_be_redefined(reg):
+    reg.register("currency-value", CURRENCY_V1)
+    err = raises(422, 42201, reg.register, "j", {"type": "string"}, schema_type="JSON", references=[ref()])
+    assert "AVRO schemas only" in err.message
+    reg.register("json-value", {"type": "string"}, schema_type="JSON")
+    err = raises(422, 42201, reg.register, "s", PRICED, references=[ref("json-value", 1)])
+    assert "is JSON" in err.message
+    err = raises(422, 42201, reg.register, "s", CURRENCY_V2, references=[ref()])  # defines fabric.Currency again
+    assert "already defined" in err.message
+
+
+def test_a_referenced_version_cannot_be_deleted_42206(reg):
+    reg.register("currency-value", CURRENCY_V1)
+    reg.register("priced-value", PRICED, references=[ref()])
+    err = raises(422, 42206, reg.delete_version, "currency-value", 1)
+    assert "'currency-value' version 1" in err.message and "[2]" in err.message
+    raises(422, 42206, reg.delete_subject, "currency-value")
+    assert reg.versions("currency-value") == [1]
+    reg.delete_subject("priced-value")  # soft: the reference still holds
+    raises(422, 42206, reg.delete_version, "currency-value", 1)
+    reg.delete_subject("priced-value", permanent=True)
+    assert reg.referenced_by("currency-value", 1) == []
+    assert reg.delete_subject("currency-value") == [1]
+    assert reg.delete_subject("currency-value", permanent=True) == [1]
+

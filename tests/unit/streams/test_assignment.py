@@ -71,7 +71,7 @@ def test_owner_status_from_empty_report_has_defaults():
 
 def test_summarize_totals():
     owners = [
-        OwnerStatus("a", (0, 1), processed=10, dead_lettered=1, lag={0: 2, 1: 3}, throughput_eps=5.0, restarts=1),
+        OwnerStatus("a", (0, 1), processed=10, dead_lettered=1, lag={0: 2, 1: 3}, throughput_eps=5.0, restarts=1, reasons={"late event": 1}),
         OwnerStatus("b", (2,), processed=7, dead_lettered=0, offset_gaps=4, lag={2: 0}, throughput_eps=2.5),
     ]
     s = summarize(owners)
@@ -84,8 +84,20 @@ def test_summarize_totals():
         "lag": 5,
         "throughput_eps": 7.5,
         "restarts": 1,
+        "reasons": {"late event": 1},
         "caught_up": False,
     }
+
+
+def test_new_partitions_get_new_owners_and_old_owners_keep_theirs():
+    from fabric_ray.streams.assignment import assign_new_partitions
+
+    owned = assign_partitions(range(3), 2)  # (0, 1), (2,)
+    new = assign_new_partitions(owned, 6, 2)
+    assert new == [(3, 4), (5,)]
+    held = [p for g in owned + new for p in g]
+    assert sorted(held) == list(range(6))  # each partition exactly once
+    assert assign_new_partitions(owned, 3, 2) == []
 
 
 def test_caught_up_when_every_owner_reports_zero_lag():

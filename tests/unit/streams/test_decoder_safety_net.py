@@ -4,9 +4,10 @@ import json
 
 import pyarrow as pa
 
-from fabric_ray.demo.payments import PAYMENTS_SPEC
+from fabric_ray.demo.payments import PAYMENTS_DECODER
 from fabric_ray.streams.json_codec import JsonDecoder
-from fabric_ray.streams.partition import PartitionProcessor, WindowedFeaturesSpec
+from fabric_ray.streams.pipeline import Pipeline
+from fabric_ray.streams.processor import PipelineProcessor
 from fabric_ray.testing import CollectingSink, MemorySource
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
@@ -44,16 +45,11 @@ class ExplodingDecoder(JsonDecoder):
 
 
 def test_a_decoder_bug_dead_letters_the_whole_batch_instead_of_losing_it():
-    spec = WindowedFeaturesSpec(
-        decoder=ExplodingDecoder(PAYMENTS_SPEC.decoder.schema, PAYMENTS_SPEC.decoder.required),
-        key_field="user_id",
-        value_field="amount",
-        event_time_field="event_ts",
-        window_ms=60_000,
-    )
+    decoder = ExplodingDecoder(PAYMENTS_DECODER.schema, PAYMENTS_DECODER.required)
+    pipeline = Pipeline("payments").source("payments").decode(decoder).sink("out")
     dead = CollectingSink()
     source = MemorySource("payments", {0: [b"{}", b"{}", b"{}"]})
-    proc = PartitionProcessor(source, spec, CollectingSink(), dead, poll_timeout_s=0)
+    proc = PipelineProcessor(source, pipeline, {"out": CollectingSink()}, dead, poll_timeout_s=0, checkpoint_interval_s=0)
     assert proc.next_batch() == 3
     assert [d.offset for d in dead.items] == [0, 1, 2]
     assert all("decoder failed" in d.reason and "boom" in d.reason for d in dead.items)

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from fabric_ray.broker import EmbeddedBroker
-from fabric_ray.demo.payments import PAYMENTS_SPEC, expected_features, generate_events
+from fabric_ray.demo.payments import expected_features, generate_events, payments_pipeline
 from fabric_ray.streams.kafka import KafkaDeadLetterSink, KafkaPartitionSource, ensure_topic, make_producer, partition_count
-from fabric_ray.streams.partition import PartitionProcessor
+from fabric_ray.streams.processor import PipelineProcessor
 from fabric_ray.streams.records import DeadLetter
 from fabric_ray.testing import CollectingSink
 
@@ -200,7 +200,9 @@ def test_processor_over_kafka_matches_expected_features(bootstrap, topic):
     group = f"g-{uuid.uuid4().hex[:6]}"
     src = KafkaPartitionSource(bootstrap, topic, range(4), group_id=group)
     feats = CollectingSink()
-    proc = PartitionProcessor(src, PAYMENTS_SPEC, feats, KafkaDeadLetterSink(bootstrap, dlq_topic), batch_size=500, poll_timeout_s=0.2)
+    sinks = {"features": feats, "archive": CollectingSink()}
+    dlq = KafkaDeadLetterSink(bootstrap, dlq_topic)
+    proc = PipelineProcessor(src, payments_pipeline(topic), sinks, dlq, batch_size=500, poll_timeout_s=0.2, checkpoint_interval_s=0)
     try:
         deadline = time.monotonic() + 30
         while proc.stats.read < len(ev) and time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""fabric_ray.streams.partition: the processor over the in-memory source and collecting sinks."""
+"""The pipeline processor running the demo pipeline over the in-memory source and collecting sinks."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ from typing import Mapping
 import pyarrow as pa
 import pytest
 
-from fabric_ray.demo.payments import PAYMENTS_SCHEMA, PAYMENTS_SPEC, expected_features, generate_events
-from fabric_ray.streams.aggregates import KeyedWindowAggregate
-from fabric_ray.streams.json_codec import JsonDecoder
-from fabric_ray.streams.partition import PartitionProcessor, PartitionStats, WindowedFeaturesSpec
+from fabric_ray.demo.payments import FEATURE_NAMES, expected_features, generate_events, payments_pipeline
+from fabric_ray.streams.aggregates import KeyedWindowAggregate, RunningTotals
+from fabric_ray.streams.processor import PipelineProcessor, ProcessorStats
 from fabric_ray.streams.records import DeadLetter, RawBatch
 from fabric_ray.testing import CollectingSink, MemorySource, run_local
+
+
+def processor(src, features, dlq, **kw):
+    """The demo pipeline over ``src``; checkpoint (and so commit) after every batch."""
+    sinks = {"features": features, "archive": CollectingSink()}
+    kw.setdefault("checkpoint_interval_s", 0)
+    return PipelineProcessor(src, payments_pipeline(src.topic), sinks, dlq, **kw)
 
 
 def pay(user: int, amount: float, ts: int, event_id: str = "e") -> bytes:
@@ -24,7 +30,7 @@ def pay(user: int, amount: float, ts: int, event_id: str = "e") -> bytes:
 def make(partitions: Mapping[int, list], *, batch_size: int = 1000, topic: str = "payments"):
     src = MemorySource(topic, partitions)
     out, dlq = CollectingSink(), CollectingSink()
-    proc = PartitionProcessor(src, PAYMENTS_SPEC, out, dlq, batch_size=batch_size, poll_timeout_s=0)
+    proc = processor(src, out, dlq, batch_size=batch_size, poll_timeout_s=0)
     return proc, src, out, dlq
 
 
@@ -78,7 +84,7 @@ class KeyedSource(MemorySource):
 def test_dead_letters_keep_the_message_key():
     src = KeyedSource("t", {2: [pay(1, 1.0, 1), b"oops"]})
     dlq = CollectingSink()
-    PartitionProcessor(src, PAYMENTS_SPEC, CollectingSink(), dlq).next_batch()
+    processor(src, CollectingSink(), dlq).next_batch()
     assert [(d.key, d.value, d.offset) for d in dlq.items] == [(b"k2-1", b"oops", 1)]
 
 
@@ -97,7 +103,7 @@ def test_no_dead_letter_call_when_all_messages_are_good():
             raise AssertionError("send called with nothing to send")
 
     src = MemorySource("t", {0: [pay(1, 1.0, 1)]})
-    proc = PartitionProcessor(src, PAYMENTS_SPEC, CollectingSink(), Refusing())
+    proc = processor(src, CollectingSink(), Refusing())
     assert proc.next_batch() == 1
 
 
@@ -132,7 +138,7 @@ def test_stats_count_reads_processed_dead_and_batches():
     while proc.next_batch():
         pass
     s = proc.stats
-    assert isinstance(s, PartitionStats)
+    assert isinstance(s, ProcessorStats)
     assert (s.read, s.processed, s.dead_lettered, s.batches) == (12, 8, 4, 3)
     assert s.read == s.processed + s.dead_lettered
     assert s.next_offsets == {0: 12}
@@ -150,16 +156,14 @@ def test_state_accumulates_across_batches():
     assert len(out.items) == 4  # one write per batch
 
 
-def test_snapshot_holds_state_and_offsets():
+def test_state_is_per_partition_and_snapshots_as_arrow():
     proc, src, out, dlq = make({0: [pay(1, 1.0, 1)], 1: [pay(2, 2.0, 2), b"x"]})
     proc.next_batch()
-    snap = proc.snapshot()
-    assert snap["next_offsets"] == {0: 1, 1: 2}
-    state = snap["state"]
-    assert isinstance(state, pa.Table) and state.column_names == list(KeyedWindowAggregate.COLUMNS)
-    assert sorted(state["key"].to_pylist()) == [1, 2]
-    snap["next_offsets"][0] = 99  # a copy, not the live dict
-    assert proc.stats.next_offsets[0] == 1
+    assert proc.stats.next_offsets == {0: 1, 1: 2}
+    for partition, user in ((0, 1), (1, 2)):
+        state = proc.runtime(partition).snapshot()["user_totals"]
+        assert isinstance(state, pa.Table) and state.column_names == list(KeyedWindowAggregate.COLUMNS)
+        assert state["key"].to_pylist() == [user]
 
 
 def test_close_closes_the_source():
@@ -175,7 +179,8 @@ def test_run_local_matches_expected_features(partitions, batch_size):
     parts: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     for key, payload in zip(ev.keys, ev.payloads):
         parts[int(key) % partitions].append(payload)
-    feats, dead, proc = run_local(PAYMENTS_SPEC, parts, batch_size=batch_size)
+    run = run_local(payments_pipeline(), parts, batch_size=batch_size)
+    feats, dead, proc = run.sinks["features"], run.dead_letters, run.processor
     assert proc.source.closed
     assert proc.stats.processed + proc.stats.dead_lettered == len(ev)
     assert proc.stats.processed == ev.table.num_rows
@@ -195,7 +200,9 @@ def test_run_local_matches_expected_features(partitions, batch_size):
 
 def test_run_local_dead_letters_are_exactly_the_bad_payloads():
     ev = generate_events(2000, users=50, bad_fraction=0.02)
-    feats, dead, proc = run_local(PAYMENTS_SPEC, {0: ev.payloads}, batch_size=500)
+    run = run_local(payments_pipeline(), {0: ev.payloads}, batch_size=500)
+    dead = run.dead_letters
+    assert len(run.rows("archive")) == ev.table.num_rows
     good = {json.dumps(r, separators=(",", ":")).encode() for r in ev.table.to_pylist()}
     assert len(dead.items) == ev.bad == 40
     assert all(d.value == ev.payloads[d.offset] for d in dead.items)
@@ -204,46 +211,31 @@ def test_run_local_dead_letters_are_exactly_the_bad_payloads():
 
 
 def test_run_local_on_empty_partitions():
-    feats, dead, proc = run_local(PAYMENTS_SPEC, {0: [], 1: []})
-    assert feats.items == [] and dead.items == []
-    assert proc.stats.batches == 0
+    run = run_local(payments_pipeline(), {0: [], 1: []})
+    assert run.sinks["features"].items == [] and run.dead_letters.items == []
+    assert run.processor.stats.batches == 0
 
 
-# -- WindowedFeaturesSpec validation -------------------------------------------------------------
-DECODER = JsonDecoder(PAYMENTS_SCHEMA, required=("event_id", "user_id", "amount", "event_ts"))
+# -- RunningTotals, the demo's aggregate ----------------------------------------------------------
+def test_running_totals_rejects_unknown_output_names():
+    with pytest.raises(ValueError, match=r"output_names has unknown columns \['average', 'median'\]"):
+        RunningTotals("user_id", "amount", "event_ts", 1000, output_names={"count": "n", "median": "m", "average": "a"})
 
 
-@pytest.mark.parametrize("role", ["key_field", "value_field", "event_time_field"])
-def test_spec_rejects_a_column_not_in_the_schema(role):
-    kwargs = {"key_field": "user_id", "value_field": "amount", "event_time_field": "event_ts"}
-    kwargs[role] = "nope"
-    with pytest.raises(ValueError, match=rf"^{role} 'nope' is not a column of the decoder schema"):
-        WindowedFeaturesSpec(decoder=DECODER, window_ms=1000, **kwargs)
+def test_running_totals_renames_and_selects_in_column_order():
+    totals = RunningTotals("user_id", "amount", "event_ts", 1000, output_names={"sum": "total", "key": "uid"})
+    out = totals.create().update(pa.table({"user_id": [4], "amount": [2.5], "event_ts": [10]}))
+    assert out.column_names == ["uid", "total"]
+    assert out.to_pylist() == [{"uid": 4, "total": 2.5}]
+    assert totals.output_schema(pa.schema([("user_id", pa.int64()), ("amount", pa.float64()), ("event_ts", pa.int64())])).names == ["uid", "total"]
 
 
-@pytest.mark.parametrize(("role", "column"), [("key_field", "merchant_id"), ("value_field", "merchant_id"), ("event_time_field", "merchant_id")])
-def test_spec_rejects_a_column_that_is_not_required(role, column):
-    kwargs = {"key_field": "user_id", "value_field": "amount", "event_time_field": "event_ts"}
-    kwargs[role] = column
-    with pytest.raises(ValueError, match=rf"^{role} '{column}' must be a required field of the decoder"):
-        WindowedFeaturesSpec(decoder=DECODER, window_ms=1000, **kwargs)
-
-
-def test_spec_rejects_unknown_output_names():
-    with pytest.raises(ValueError, match=r"output_names has unknown aggregate columns \['average', 'median'\]"):
-        WindowedFeaturesSpec(DECODER, "user_id", "amount", "event_ts", 1000, output_names={"count": "n", "median": "m", "average": "a"})
-
-
-def test_spec_features_renames_and_selects_in_column_order():
-    spec = WindowedFeaturesSpec(DECODER, "user_id", "amount", "event_ts", 1000, output_names={"sum": "total", "key": "uid"})
-    agg = KeyedWindowAggregate(1000)
-    state = agg.update(pa.array([4]), pa.array([2.5]), pa.array([10]))
-    feats = spec.features(state)
-    assert feats.column_names == ["uid", "total"]
-    assert feats.to_pylist() == [{"uid": 4, "total": 2.5}]
-
-
-def test_processor_rejects_a_non_positive_window():
-    spec = WindowedFeaturesSpec(DECODER, "user_id", "amount", "event_ts", 0)
+def test_running_totals_rejects_a_non_positive_window():
     with pytest.raises(ValueError, match="window_ms must be positive; got 0"):
-        PartitionProcessor(MemorySource("t", {}), spec, CollectingSink(), CollectingSink())
+        RunningTotals("user_id", "amount", "event_ts", 0)
+
+
+def test_demo_feature_names_cover_the_feature_view():
+    from fabric_ray.demo.payments import USER_PAYMENTS
+
+    assert set(USER_PAYMENTS.feature_names) <= set(FEATURE_NAMES.values())

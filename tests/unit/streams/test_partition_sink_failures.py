@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from fabric_ray.demo.payments import PAYMENTS_SPEC, expected_features, generate_events
-from fabric_ray.streams.partition import PartitionProcessor
+from fabric_ray.demo.payments import expected_features, generate_events, payments_pipeline
+from fabric_ray.streams.processor import PipelineProcessor
 from fabric_ray.testing import CollectingSink, MemorySource
 
 
@@ -34,10 +34,14 @@ class FlakySink(CollectingSink):
 @pytest.mark.parametrize("fail_features,fail_dlq", [(True, False), (False, True), (True, True)])
 def test_failing_sinks_lose_nothing_and_count_once(fail_features, fail_dlq):
     events = generate_events(20_000, users=100, bad_fraction=0.01, seed=3)
-    source = MemorySource("payments", {0: events.payloads[:12_000], 1: events.payloads[12_000:]})
+    parts = {0: [], 1: []}  # keyed by user, as producers do: state is per partition
+    for key, payload in zip(events.keys, events.payloads):
+        parts[int(key) % 2].append(payload)
+    source = MemorySource("payments", parts)
     features = FlakySink(3) if fail_features else CollectingSink()
     dead = FlakySink(2) if fail_dlq else CollectingSink()
-    proc = PartitionProcessor(source, PAYMENTS_SPEC, features, dead, batch_size=1000, poll_timeout_s=0)
+    sinks = {"features": features, "archive": CollectingSink()}
+    proc = PipelineProcessor(source, payments_pipeline(), sinks, dead, batch_size=1000, poll_timeout_s=0, checkpoint_interval_s=0)
     failures = 0
     while True:
         try:
@@ -51,7 +55,7 @@ def test_failing_sinks_lose_nothing_and_count_once(fail_features, fail_dlq):
     assert sorted(d.offset for d in dead.items if d.partition == 0) == sorted(
         set(d.offset for d in dead.items if d.partition == 0)
     ), "a dead letter was sent twice"
-    assert source.committed == {0: 12_000, 1: 8_000}
+    assert source.committed == {0: len(parts[0]), 1: len(parts[1])}
     expected = expected_features(events.table)
     served = features.latest("user_id")
     assert served.keys() == expected.keys()

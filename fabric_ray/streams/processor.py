@@ -1,0 +1,341 @@
+"""The pipeline processor: one owner of some partitions, running a pipeline with exactly-once state.
+
+For each owned partition it keeps a :class:`~fabric_ray.streams.executor.PipelineRuntime`
+(window state is per partition, as in Kafka Streams' tasks, so partitions can move between
+owners) and, when a checkpoint store is given, restores it from the partition's latest
+checkpoint and seeks the source to the checkpoint's next offset.
+
+One batch: read, split by partition, run each part, then deliver: dead letters first, then
+each sink. If a delivery fails the batch's undelivered outputs are kept and retried by the next
+call before anything new is read (nothing lost, nothing counted twice).
+
+Checkpoints: every ``checkpoint_interval_s`` (and on :meth:`PipelineProcessor.checkpoint`),
+offset-aware sinks flush (the Parquet archive writes its files), then each partition's state,
+next offset and counters are saved in one object, then the offsets are committed to the
+consumer group. After a crash the owner resumes from the last checkpoint: state and counters
+as they were, and the messages after it processed again. Sinks make that exactly-once:
+
+* the cache keeps the latest value per key: re-processing writes the same values again;
+* the archive deletes files an uncommitted incarnation wrote (see :mod:`.archive`);
+* a checkpoint ahead of the partition's high watermark (the topic was recreated) is ignored;
+* dead letters may be sent twice after a crash (at-least-once); each carries its source
+  topic, partition and offset in headers, which identify it.
+
+Example:
+    >>> import pyarrow as pa
+    >>> from fabric_ray.streams.json_codec import JsonDecoder
+    >>> from fabric_ray.streams.pipeline import Pipeline
+    >>> from fabric_ray.testing import MemorySource, CollectingSink
+    >>> p = Pipeline("p").source("t").decode(JsonDecoder(pa.schema([("x", pa.int64())]), required=["x"])).sink("out")
+    >>> out, dlq = CollectingSink(), CollectingSink()
+    >>> proc = PipelineProcessor(MemorySource("t", {0: [b'{"x": 1}', b'oops']}), p, {"out": out}, dlq)
+    >>> proc.next_batch(), proc.stats.processed, proc.stats.dead_lettered, out.rows()
+    (2, 1, 1, [{'x': 1}])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from fabric_ray.streams.checkpoint import CheckpointStore
+from fabric_ray.streams.executor import BatchResult, PipelineRuntime
+from fabric_ray.streams.pipeline import Pipeline
+from fabric_ray.streams.records import DeadLetter, DeadLetterSink, RawBatch, Source
+
+__all__ = ["PartitionCounters", "PipelineProcessor", "ProcessorStats", "Sink"]
+
+
+class Sink(Protocol):
+    """Receives a sink step's rows. Offset-aware sinks also have ``write_from``, ``flush``, ``recover``."""
+
+    def write(self, table: pa.Table) -> None:
+        """Store ``table`` durably before returning."""
+        ...
+
+
+@dataclass
+class PartitionCounters:
+    """What happened to one partition's messages; saved in its checkpoints, so exact across restarts.
+
+    ``processed + dead_lettered`` equals the messages read before ``next_offset``.
+    """
+
+    processed: int = 0
+    dead_lettered: int = 0
+    filtered: int = 0
+    late_dropped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: BatchResult) -> None:
+        self.processed += result.processed
+        self.dead_lettered += len(result.rejected)
+        self.filtered += result.filtered
+        self.late_dropped += result.late_dropped
+        for kind, n in result.reasons.items():
+            self.reasons[kind] = self.reasons.get(kind, 0) + n
+
+    def to_json(self) -> dict[str, Any]:
+        return {"processed": self.processed, "dead_lettered": self.dead_lettered, "filtered": self.filtered, "late_dropped": self.late_dropped, "reasons": dict(self.reasons)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PartitionCounters:
+        return cls(int(data.get("processed", 0)), int(data.get("dead_lettered", 0)), int(data.get("filtered", 0)), int(data.get("late_dropped", 0)), dict(data.get("reasons", {})))
+
+
+@dataclass
+class ProcessorStats:
+    """Counters of one owner: per partition (exact across restarts) and of this incarnation."""
+
+    partitions: dict[int, PartitionCounters] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    read: int = 0
+    batches: int = 0
+    checkpoints: int = 0
+    restored_from: dict[int, int] = field(default_factory=dict)
+    discarded_checkpoints: dict[int, int] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    busy_s: float = 0.0
+
+    @property
+    def processed(self) -> int:
+        return sum(c.processed for c in self.partitions.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(c.dead_lettered for c in self.partitions.values())
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.partitions.values():
+            for kind, n in c.reasons.items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
+
+@dataclass
+class _Inflight:
+    """A batch read but not fully run (its decoder was unavailable for some partition)."""
+
+    raw: RawBatch
+    parts: list[tuple[int, RawBatch]]
+    started: float
+    results: dict[int, BatchResult] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+    outputs: dict[str, list[tuple[int, np.ndarray, pa.Table]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """One batch's deliveries not yet made (kept across a sink failure)."""
+
+    read: int
+    letters: list[DeadLetter]
+    outputs: dict[str, list[tuple[int, np.ndarray, pa.Table]]]
+    results: dict[int, BatchResult]
+    next_offsets: dict[int, int]
+    started: float
+
+
+class PipelineProcessor:
+    """Run ``pipeline`` over the partitions of ``source``; see the module docstring.
+
+    Args:
+        source: the owned partitions.
+        pipeline: what to do.
+        sinks: a sink per sink step name of the pipeline.
+        dead_letters: sink for rejected messages.
+        checkpoints: ``partition -> CheckpointStore`` (``None``: no checkpoints; state restarts empty).
+        checkpoint_interval_s: time between checkpoints.
+        batch_size: most messages per batch.
+        poll_timeout_s: longest wait for a batch in :meth:`next_batch`.
+
+    Raises:
+        ValueError: a sink step has no sink.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        pipeline: Pipeline,
+        sinks: Mapping[str, Sink],
+        dead_letters: DeadLetterSink,
+        *,
+        checkpoints: Callable[[int], CheckpointStore] | None = None,
+        checkpoint_interval_s: float = 5.0,
+        batch_size: int = 5000,
+        poll_timeout_s: float = 0.2,
+    ) -> None:
+        missing = [s for s in pipeline.sinks if s not in sinks]
+        if missing:
+            raise ValueError(f"pipeline {pipeline.name!r}: no sink given for sink steps {missing}")
+        self.source = source
+        self.pipeline = pipeline
+        self.sinks = dict(sinks)
+        self.dead_letters = dead_letters
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.stats = ProcessorStats()
+        self._runtimes: dict[int, PipelineRuntime] = {}
+        self._stores: dict[int, CheckpointStore] = {}
+        self._pending: _Pending | None = None
+        self._inflight: _Inflight | None = None
+        self._last_checkpoint = time.monotonic()
+        self._dirty = False
+        highs = source.high_watermarks()
+        partitions = list(getattr(source, "partitions", []) or highs)
+        seek: dict[int, int] = {}
+        for p in partitions:
+            state = None
+            if checkpoints is not None:
+                store = self._stores[p] = checkpoints(p)
+                ckpt = store.load()
+                if ckpt is not None and ckpt.next_offset > highs.get(p, ckpt.next_offset):
+                    # The log is shorter than the checkpoint: the topic was recreated (or the
+                    # embedded broker restarted). The checkpoint describes another log.
+                    self.stats.discarded_checkpoints[p] = ckpt.next_offset
+                    ckpt = None
+                if ckpt is not None:
+                    state = ckpt.state
+                    seek[p] = ckpt.next_offset
+                    self.stats.next_offsets[p] = ckpt.next_offset
+                    self.stats.restored_from[p] = ckpt.next_offset
+                    self.stats.partitions[p] = PartitionCounters.from_json(ckpt.extra.get("counters", {}))
+                for sink in self.sinks.values():
+                    if hasattr(sink, "recover"):
+                        sink.recover(p, ckpt.next_offset if ckpt else 0)
+            self._runtimes[p] = PipelineRuntime(pipeline, state)
+            self.stats.partitions.setdefault(p, PartitionCounters())
+        if seek:
+            source.seek(seek)
+
+    # ------------------------------------------------------------------ the loop
+
+    def next_batch(self) -> int:
+        """Handle at most one batch; return how many messages it held (0: nothing arrived).
+
+        A batch whose decoder raised :class:`~fabric_ray.streams.codec.DecoderUnavailable` (the
+        schema registry is away) is kept, and decoded again by the next call.
+
+        Raises:
+            Exception: whatever a sink raised, or DecoderUnavailable; the call may simply be repeated.
+        """
+        if self._pending is not None:
+            pending = self._pending
+            self._deliver(pending)
+            return pending.read
+        if self._inflight is None:
+            raw = self.source.read_batch(self.batch_size, self.poll_timeout_s)
+            if len(raw) == 0:
+                self._maybe_checkpoint()
+                return 0
+            parts = [(p, raw if len(rows) == len(raw) else _take(raw, rows)) for p, rows in _split(raw)]
+            self._inflight = _Inflight(raw, parts, time.perf_counter())
+        inflight = self._inflight
+        while inflight.parts:  # partitions already run are not run again after a retry
+            p, part = inflight.parts[0]
+            runtime = self._runtimes.get(p) or self._runtimes.setdefault(p, PipelineRuntime(self.pipeline))
+            result = runtime.process(part)  # DecoderUnavailable leaves this part for the next call
+            inflight.parts.pop(0)
+            inflight.results[p] = result
+            inflight.letters.extend(
+                DeadLetter(topic=part.topic, partition=p, offset=int(part.offsets[i]), key=part.keys[i], value=part.values[i], reason=reason)
+                for i, reason in result.rejected
+            )
+            for name, table in result.outputs.items():
+                index = result.output_index.get(name)
+                offsets = np.where(index >= 0, part.offsets[np.maximum(index, 0)], -1) if index is not None else np.full(table.num_rows, -1)
+                inflight.outputs.setdefault(name, []).append((p, offsets, table))
+        raw = inflight.raw
+        self._inflight = None
+        self._pending = _Pending(len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started)
+        self._deliver(self._pending)
+        return len(raw)
+
+    def _deliver(self, out: _Pending) -> None:
+        # Each delivery is marked done as it succeeds, so a retry redoes only what failed.
+        if out.letters:
+            self.dead_letters.send(out.letters)
+            out.letters = []
+        for name in list(out.outputs):
+            sink = self.sinks[name]
+            parts = out.outputs[name]
+            if hasattr(sink, "write_from"):
+                for p, offsets, table in parts:
+                    sink.write_from(p, offsets, table)
+            else:
+                sink.write(parts[0][2] if len(parts) == 1 else pa.concat_tables([t for _, _, t in parts], promote_options="permissive"))
+            del out.outputs[name]
+        s = self.stats
+        for p, result in out.results.items():
+            s.partitions.setdefault(p, PartitionCounters()).add(result)
+        s.read += out.read
+        s.batches += 1
+        s.next_offsets.update(out.next_offsets)
+        s.busy_s += time.perf_counter() - out.started
+        self._pending = None
+        self._dirty = True
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        if self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Flush offset-aware sinks, save every partition's state with its next offset, commit offsets.
+
+        Without a checkpoint store only the consumer-group commit happens.
+        """
+        if self._pending is not None:
+            self._deliver(self._pending)
+        for sink in self.sinks.values():
+            if hasattr(sink, "flush"):
+                sink.flush()
+        offsets = dict(self.stats.next_offsets)
+        for p, store in self._stores.items():
+            if p in offsets:
+                counters = self.stats.partitions[p].to_json()
+                store.save(self._runtimes[p].snapshot(), offsets[p], extra={"counters": counters})
+        if offsets:
+            self.source.commit(offsets)
+        self.stats.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+        self._dirty = False
+
+    # ------------------------------------------------------------------ queries
+
+    def lag(self) -> dict[int, int]:
+        """Messages not yet processed per partition: high watermark minus the next offset to process."""
+        highs = self.source.high_watermarks()
+        return {p: max(0, high - self.stats.next_offsets.get(p, 0)) for p, high in highs.items()}
+
+    def runtime(self, partition: int) -> PipelineRuntime:
+        """The pipeline state of ``partition`` (to read window values)."""
+        return self._runtimes[partition]
+
+    def close(self, checkpoint: bool = True) -> None:
+        """Checkpoint (unless told not to), then close the source."""
+        if checkpoint and (self._dirty or self._pending is not None):
+            self.checkpoint()
+        self.source.close()
+
+
+def _split(raw: RawBatch) -> list[tuple[int, np.ndarray]]:
+    """``(partition, row indices)`` of a batch, partitions in first-seen order."""
+    parts = raw.partitions
+    if len(parts) == 0:
+        return []
+    first = int(parts[0])
+    if (parts == first).all():
+        return [(first, np.arange(len(parts)))]
+    return [(int(p), np.flatnonzero(parts == p)) for p in dict.fromkeys(parts.tolist())]
+
+
+def _take(raw: RawBatch, rows: np.ndarray) -> RawBatch:
+    return RawBatch(raw.topic, raw.partitions[rows], raw.offsets[rows], [raw.keys[i] for i in rows], [raw.values[i] for i in rows])
