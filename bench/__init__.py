@@ -26,6 +26,8 @@ __all__ = ["BENCHMARKS", "exit_on_sigterm", "free_port", "percentile_ms"]
 BENCHMARKS = {
     "spine": "stream throughput against a hand-written Kafka consumer, and HTTP feature latency against `feast serve`",
     "stream_latency": "produce-to-readable latency through the broker to the cache shards at a fixed rate",
+    "streams": "decode + keyed window aggregation, events per second per core, against Bytewax and Quix Streams",
+    "windows": "windowed aggregation per key (sliding/tumbling/hopping/session), events per second on one core",
 }
 
 

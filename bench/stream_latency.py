@@ -52,7 +52,6 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
     fabric.start(serve_http=False)
     exit_on_sigterm()
     try:
-        producer = make_producer(fabric.bootstrap_servers, config.kafka.client, **{"linger.ms": 2})
         topic = config.stream.topic
         sent_at: dict[int, float] = {}
         seen_at: dict[int, float] = {}
@@ -60,6 +59,7 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
         counts = {"sent": 0, "measured_from": 0.0, "measured_sent": 0}
 
         def produce() -> None:
+            producer = make_producer(fabric.bootstrap_servers, config.kafka.client, **{"linger.ms": 2})
             rng = np.random.default_rng(0)
             tick_s = 0.005
             per_tick = max(1, round(args.rate * tick_s))
@@ -113,7 +113,6 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
             time.sleep(0.002)
         stop.set()
         thread.join(10)
-        del producer
         lat = [seen_at[u] - sent_at[u] for u in sent_at if u in seen_at]
         rate = counts["measured_sent"] / counts["measured_s"] if counts.get("measured_s") else 0.0
         p50, p99 = percentile_ms(lat, 50), percentile_ms(lat, 99)

@@ -33,6 +33,7 @@ class Fabric:
         self.config = config or load_config()
         self.bootstrap_servers: str | None = self.config.kafka.bootstrap_servers
         self._started_ray = False
+        self.demo_product_problem: str | None = None
         self._supervisor: Any = None
         self._shards: list[Any] = []
 
@@ -72,6 +73,7 @@ class Fabric:
             from actors.registry import RegistryActor, registry_actor_name
 
             get_or_create_actor(RegistryActor, registry_actor_name(), ns, cfg.metadata_url)
+            self.demo_product_problem = _apply_demo_product(cfg.metadata_url)
         demo = payments_pipeline(cfg.stream.topic, cfg.stream.dead_letter_topic, cfg.stream.window_ms, cfg.stream.consumer_group)
         self._supervisor = get_or_create_actor(
             StreamSupervisor, supervisor_name(demo.name), ns, cfg, self.bootstrap_servers, demo
@@ -337,6 +339,29 @@ class Fabric:
         )
         lookups = {view: read_online(self._shards, view, req.keys, feats) for view, feats in req.by_view().items()}
         return build_response(req, lookups)
+
+
+def _apply_demo_product(metadata_url: str) -> str | None:
+    """Register the demo's ``payments`` data product (schema and contract); return why not, if it was refused.
+
+    A refusal (say, an incompatible ``payments-value`` registered by someone else) does not stop
+    the fabric: the demo pipeline checks its contract either way.
+    """
+    from fabric_ray.demo.payments import payments_product
+    from fabric_ray.governance.products import apply_products
+    from fabric_ray.governance.registry import RegistryError, SchemaRegistry
+    from fabric_ray.governance.registry_store import SqlRegistryStore, sqlite_file
+
+    if (path := sqlite_file(metadata_url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    store = SqlRegistryStore(metadata_url)
+    try:
+        apply_products(SchemaRegistry(store), [payments_product()])
+        return None
+    except RegistryError as exc:
+        return f"the demo product 'payments' was not registered: {exc}"
+    finally:
+        store.close()
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -128,7 +128,7 @@ def run_local(
 
     Example:
         >>> from fabric_ray.demo.payments import payments_pipeline
-        >>> run = run_local(payments_pipeline(), {0: [b'{"event_id":"a","user_id":1,"amount":1,"event_ts":0}', b'oops']})
+        >>> run = run_local(payments_pipeline(), {0: [b'{"event_id":"evt-1-00000001","user_id":1,"amount":1,"event_ts":0}', b'oops']})
         >>> run.latest("features", "user_id")[1]["amount_sum"], [d.reason for d in run.dead_letters.items]
         (1.0, ['not valid JSON: Expecting value at char 0'])
     """

@@ -13,18 +13,22 @@ a user land in one partition.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
 from fabric_ray.features.definitions import Entity, Feature, FeatureView
+from fabric_ray.governance.products import DataProduct, load_products
 from fabric_ray.streams.json_codec import JsonDecoder
 from fabric_ray.streams.aggregates import RunningTotals
 from fabric_ray.streams.pipeline import Pipeline
 
 __all__ = [
     "payments_pipeline",
+    "payments_product",
     "PAYMENTS_SCHEMA",
     "PAYMENTS_DECODER",
     "FEATURE_NAMES",
@@ -75,13 +79,29 @@ FEATURE_NAMES = {
 
 
 
+PRODUCTS_DIR = Path(__file__).parent / "products"
+
+
+@functools.lru_cache(maxsize=1)
+def payments_product() -> DataProduct:
+    """The ``payments`` data product declared in ``fabric_ray/demo/products/payments.yaml``.
+
+    Example:
+        >>> payments_product().subject, payments_product().required
+        ('payments-value', ('event_id', 'user_id', 'amount', 'event_ts'))
+    """
+    (product,) = load_products(PRODUCTS_DIR / "payments.yaml")
+    return product
+
+
 def payments_pipeline(
     topic: str = "payments",
     dead_letter_topic: str = "payments.dlq",
     window_ms: int = WINDOW_MS,
     consumer_group: str = "fabric-payments",
 ) -> Pipeline:
-    """The demo stream: JSON payments in, archived to Parquet, ``user_payments`` features into the cache shards.
+    """The demo stream: JSON payments in, checked against the ``payments`` data product's contract,
+    archived to Parquet, ``user_payments`` features into the cache shards.
 
     The pipeline is named after its topic.
 
@@ -90,9 +110,10 @@ def payments_pipeline(
         pipeline 'payments'
           1. source 'payments'            -> [raw messages]
           2. decode                       -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
-          3. sink 'archive'               -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
-          4. aggregate 'user_totals'      -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
-          5. sink 'features'              -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
+          3. validate 'contract'          -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
+          4. sink 'archive'               -> [event_id, user_id, merchant_id, amount, currency, card_number, email, event_ts]
+          5. aggregate 'user_totals'      -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
+          6. sink 'features'              -> [user_id, txn_count, amount_sum, txn_count_1m, amount_sum_1m, event_ts_ms]
     """
     totals = RunningTotals(
         key="user_id",
@@ -105,6 +126,7 @@ def payments_pipeline(
         Pipeline(topic, dead_letter_topic=dead_letter_topic, consumer_group=consumer_group)
         .source(topic)
         .decode(PAYMENTS_DECODER)
+        .validate(payments_product(), name="contract")
         .sink("archive", to="archive", time_column="event_ts")
         .aggregate(totals, name="user_totals")
         .sink("features", to="cache", feature_view=USER_PAYMENTS)

@@ -109,7 +109,7 @@ class PipelineRuntime:
             args = (o["key"], o["time"], o["window"], o["aggs"])
             kwargs = {"allowed_lateness_ms": o["allowed_lateness_ms"], "late": o["late"], "emit": o["emit"]}
             if step.name in state:
-                self._windows[step.name] = WindowedAggregator.restore(state.pop(step.name), *args, **kwargs)
+                self._windows[step.name] = WindowedAggregator.restore(state.pop(step.name))
             else:
                 self._windows[step.name] = WindowedAggregator(*args, **kwargs)
         if state:
@@ -134,7 +134,10 @@ class PipelineRuntime:
         result = BatchResult()
         values = raw.values
         limit = self.pipeline.max_message_bytes
-        sizes = np.fromiter((0 if v is None else len(v) for v in values), np.int64, len(values))
+        if None in values:  # tombstones are rare: the common case stays in C
+            sizes = np.fromiter((0 if v is None else len(v) for v in values), np.int64, len(values))
+        else:
+            sizes = np.fromiter(map(len, values), np.int64, len(values))
         fits = np.flatnonzero(sizes <= limit)
         for i in np.flatnonzero(sizes > limit):
             result.rejected.append((int(i), f"message too large: {sizes[i]} bytes, over max_message_bytes={limit}"))
@@ -265,15 +268,18 @@ class PipelineRuntime:
         nulls = rows.table[time_col].is_null().to_numpy(zero_copy_only=False)
         if nulls.any():
             self._reject(rows, nulls, f"{step.label}: event time column {time_col!r} is null", result)
+        if rows.table.num_rows == 0:
+            rows.index = np.empty(0, np.int64)
+            return
         update = op.update(rows.table)
-        late = np.asarray(update.late_index, np.int64)
+        late = np.asarray(update.late_rows, np.int64)
         if len(late):
-            result.rejected.extend(
-                (int(rows.index[i]), _clip(reason)) for i, reason in zip(late, update.late_reasons) if rows.index[i] >= 0
-            )
-        result.late_dropped += int(update.dropped)
-        rows.table = update.results
-        rows.index = np.full(update.results.num_rows, -1, np.int64)
+            reasons = update.late_reasons.to_pylist()
+            result.rejected.extend((int(rows.index[i]), _clip(r)) for i, r in zip(late, reasons) if rows.index[i] >= 0)
+        result.late_dropped += int(update.late_dropped)
+        out = update.rows
+        rows.table = out.rename_columns([step.options["key"], *out.column_names[1:]])
+        rows.index = np.full(out.num_rows, -1, np.int64)
 
     def _aggregate(self, step: Step, rows: _Rows, result: BatchResult) -> None:
         for column in step.options["operator"].columns:  # an operator folds values, never nulls

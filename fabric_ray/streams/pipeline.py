@@ -262,11 +262,14 @@ class Pipeline:
     ) -> Pipeline:
         """Aggregate per key over event-time windows (see :mod:`fabric_ray.streams.windows`).
 
+        The rows after this step are results: the key column (under its own name),
+        ``window_start_ms``, ``window_end_ms`` and one column per aggregate.
+
         Args:
             window: ``Tumbling``, ``Hopping``, ``Sliding`` or ``Session``.
             aggs: output column -> ``(aggregate, input column)``; aggregates are ``count``
                 (input ``None``), ``sum``, ``mean``, ``min``, ``max``, ``std``, ``last`` and
-                ``count_distinct`` (approximate).
+                ``approx_distinct`` (HyperLogLog).
             time: the event-time column (milliseconds since the epoch).
             allowed_lateness_ms: how far behind the newest event time an event may be.
             late: ``dead_letter`` (late events go to the dead-letter topic with a reason) or
@@ -411,7 +414,8 @@ class Pipeline:
 
 
 def _window_schema(probe: Any, schema: pa.Schema | None, key: str) -> pa.Schema | None:
-    """The schema of a window step's output, when the input schema is known."""
+    """The schema of a window step's output (the key column keeps its name), when the input schema is known."""
     if schema is None:
         return None
-    return probe.output_schema(schema)
+    out = probe.schema(schema.field(key).type)
+    return out.set(0, pa.field(key, out.field(0).type))

@@ -140,7 +140,7 @@ POISON = {
 
 
 def _good(uid: int, amount: float = 2.0) -> tuple[bytes, bytes]:
-    return str(uid).encode(), _enc({**GOOD, "event_id": f"g{uid}", "user_id": uid, "amount": amount})
+    return str(uid).encode(), _enc({**GOOD, "event_id": f"evt-9-{uid:08d}", "user_id": uid, "amount": amount})
 
 
 @pytest.fixture(scope="module")

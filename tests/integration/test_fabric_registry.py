@@ -13,8 +13,8 @@ from .conftest import fabric_config
 
 PAYMENT_V1 = {
     "type": "record",
-    "name": "Payment",
-    "namespace": "fabric.demo",
+    "name": "Order",
+    "namespace": "fabric.test",
     "fields": [{"name": "event_id", "type": "string"}, {"name": "amount", "type": "double"}],
 }
 
@@ -23,16 +23,19 @@ def _register_restart_and_read(fabric: Fabric) -> None:
     url = fabric.config.registry_url
     assert fabric.status()["schema_registry"] == url
     client = SchemaRegistryClient({"url": url})
-    schema_id = client.register_schema("payments-value", Schema(json.dumps(PAYMENT_V1), "AVRO"))
+    schema_id = client.register_schema("orders-value", Schema(json.dumps(PAYMENT_V1), "AVRO"))
     fabric.stop()
 
     again = Fabric(fabric.config).start()
     try:
         fresh = SchemaRegistryClient({"url": url})  # no client-side cache
-        latest = fresh.get_latest_version("payments-value")
+        latest = fresh.get_latest_version("orders-value")
         assert latest.schema_id == schema_id
         assert latest.version == 1
-        assert json.loads(latest.schema.schema_str)["name"] == "Payment"
+        assert json.loads(latest.schema.schema_str)["name"] == "Order"
+        # the demo's data product was registered by the fabric itself
+        assert again.demo_product_problem is None
+        assert fresh.get_latest_version("payments-value").schema.schema_str
     finally:
         again.stop()
 
@@ -62,5 +65,6 @@ def test_registry_on_postgresql_survives_a_restart(ray_cluster, kafka_broker, se
     assert not (tmp_path / name / "metadata.db").exists()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM registry_versions").scalar_one() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM registry_versions").scalar_one() == 2  # ours and the demo's
+        assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar_one() == 1
     engine.dispose()

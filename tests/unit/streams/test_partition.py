@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Mapping
@@ -23,8 +24,12 @@ def processor(src, features, dlq, **kw):
     return PipelineProcessor(src, payments_pipeline(src.topic), sinks, dlq, **kw)
 
 
-def pay(user: int, amount: float, ts: int, event_id: str = "e") -> bytes:
-    return json.dumps({"event_id": event_id, "user_id": user, "amount": amount, "event_ts": ts}).encode()
+_ids = itertools.count()
+
+
+def pay(user: int, amount: float, ts: int) -> bytes:
+    """A payment that passes the demo product's contract (unique ``evt-`` id, positive amount)."""
+    return json.dumps({"event_id": f"evt-1-{next(_ids):08d}", "user_id": user, "amount": amount, "event_ts": ts}).encode()
 
 
 def make(partitions: Mapping[int, list], *, batch_size: int = 1000, topic: str = "payments"):
@@ -134,7 +139,7 @@ def test_lag_is_high_watermark_minus_next_offset():
 
 
 def test_stats_count_reads_processed_dead_and_batches():
-    proc, src, out, dlq = make({0: [pay(1, 1.0, 1), b"bad", pay(2, 1.0, 2)] * 4}, batch_size=5)
+    proc, src, out, dlq = make({0: [m for _ in range(4) for m in (pay(1, 1.0, 1), b"bad", pay(2, 1.0, 2))]}, batch_size=5)
     while proc.next_batch():
         pass
     s = proc.stats
