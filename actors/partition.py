@@ -35,9 +35,18 @@ class PartitionActor:
         bootstrap_servers: Kafka address (the embedded broker's when embedded).
         pipeline: what to run.
         partitions: the owned partition ids.
+        start: where partitions without a checkpoint begin: ``{"offsets": {p: offset}}`` or
+            ``{"timestamp_ms": ms}`` (default: the beginning of the log).
     """
 
-    def __init__(self, config: FabricConfig, bootstrap_servers: str, pipeline: Pipeline, partitions: Sequence[int]) -> None:
+    def __init__(
+        self,
+        config: FabricConfig,
+        bootstrap_servers: str,
+        pipeline: Pipeline,
+        partitions: Sequence[int],
+        start: dict[str, Any] | None = None,
+    ) -> None:
         s = config.stream
         ns = config.ray.namespace
         storage = open_location(config.storage_root, config.storage)
@@ -50,6 +59,11 @@ class PartitionActor:
         source = KafkaPartitionSource(
             bootstrap_servers, pipeline.topic, partitions, group_id=pipeline.group_id, client=config.kafka.client
         )
+        start_offsets = None
+        if start and "offsets" in start:
+            start_offsets = {int(p): int(o) for p, o in start["offsets"].items()}
+        elif start and "timestamp_ms" in start:
+            start_offsets = source.offsets_for_timestamp(int(start["timestamp_ms"]))
         checkpoints = None
         if s.checkpoints:
             root = storage.child("checkpoints")
@@ -63,6 +77,8 @@ class PartitionActor:
             checkpoint_interval_s=s.checkpoint_interval_s,
             batch_size=s.batch_size,
             poll_timeout_s=s.poll_timeout_s,
+            start_offsets=start_offsets,
+            background_checkpoints=True,
         )
         self._partitions = tuple(partitions)
         self._restarts = ray.get_runtime_context().was_current_actor_reconstructed

@@ -32,7 +32,8 @@ class StreamSupervisor:
     Partition actors are created by this actor, so they die with it.
     """
 
-    def __init__(self, config: FabricConfig, bootstrap_servers: str, pipeline: Pipeline) -> None:
+    def __init__(self, config: FabricConfig, bootstrap_servers: str, pipeline: Pipeline, start: dict[str, Any] | None = None) -> None:
+        self._start = start
         self._config = config
         self._bootstrap = bootstrap_servers
         self._pipeline = pipeline
@@ -61,7 +62,7 @@ class StreamSupervisor:
                     name=name,
                     namespace=self._config.ray.namespace,
                     num_cpus=self._config.ray.actor_num_cpus,
-                ).remote(self._config, self._bootstrap, self._pipeline, parts)
+                ).remote(self._config, self._bootstrap, self._pipeline, parts, self._start)
                 self._owners[name] = (parts, actor)
                 added.append(name)
             return added

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _payload(user: int, ts_ms: int, seq: int) -> bytes:
-    return json.dumps({"event_id": f"lat-{seq}", "user_id": user, "merchant_id": seq % 500, "amount": 1.0, "currency": "EUR", "event_ts": ts_ms}).encode()
+    # valid under the demo's payments contract (event id pattern, merchant id >= 1)
+    return json.dumps({"event_id": f"evt-9-{seq:08d}", "user_id": user, "merchant_id": 1 + seq % 500, "amount": 1.0, "currency": "EUR", "event_ts": ts_ms}).encode()
 
 
 def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
@@ -114,6 +115,9 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
         stop.set()
         thread.join(10)
         lat = [seen_at[u] - sent_at[u] for u in sent_at if u in seen_at]
+        if not lat:
+            status = fabric.status()["stream"]["summary"]
+            raise RuntimeError(f"none of {len(sent_at)} probes became readable; stream: {status}")
         rate = counts["measured_sent"] / counts["measured_s"] if counts.get("measured_s") else 0.0
         p50, p99 = percentile_ms(lat, 50), percentile_ms(lat, 99)
         say(f"{len(lat)} of {len(sent_at)} probes seen; produce rate {rate:,.0f} events/s; p50 {p50} ms, p99 {p99} ms, max {max(lat) * 1000:.1f} ms")

@@ -238,13 +238,31 @@ class Fabric:
                 raise TimeoutError(f"consumed {done} of {expected} messages in {timeout_s}s; owner errors: {errors[:2]}")
             time.sleep(0.2)
 
-    def run_pipeline(self, pipeline: Any) -> dict[str, tuple[int, ...]]:
+    def run_pipeline(
+        self,
+        pipeline: Any,
+        *,
+        start_offsets: dict[int, int] | None = None,
+        start_timestamp_ms: int | None = None,
+        fresh: bool = False,
+    ) -> dict[str, tuple[int, ...]]:
         """Run a :class:`~fabric_ray.streams.pipeline.Pipeline` on the cluster; return its owners.
 
         Its source and dead-letter topics are created when missing; one supervisor per pipeline
         assigns the topic's partitions to owners (``stream.partitions_per_actor`` each), which
         checkpoint to ``<storage root>/checkpoints`` and resume from there after a restart.
         Running a pipeline that already runs changes nothing.
+
+        Args:
+            start_offsets: where partitions without a checkpoint begin (a replay from offsets).
+            start_timestamp_ms: or: from the first message at or after this time (a replay from
+                a time); default: the beginning of the log.
+            fresh: forget the pipeline's checkpoints first, so it starts with empty state (with
+                the start position above). A pipeline backfilled with :meth:`backfill` must not
+                be started fresh: its checkpoints are the backfilled state.
+
+        Raises:
+            ValueError: a fresh start of a pipeline that is running.
         """
         import ray
 
@@ -254,9 +272,73 @@ class Fabric:
         self._require_started()
         cfg = self.config
         self._ensure_topics(pipeline.topic, pipeline.dead_letters)
-        sup = get_or_create_actor(StreamSupervisor, supervisor_name(pipeline.name), cfg.ray.namespace, cfg, self.bootstrap_servers, pipeline)
+        if fresh:
+            from fabric_ray.runtime import find_actor
+
+            if find_actor(supervisor_name(pipeline.name), cfg.ray.namespace) is not None:
+                raise ValueError(f"pipeline {pipeline.name!r} is running: stop_pipeline() it before a fresh start")
+            self._forget_checkpoints(pipeline.name)
+        start = {"offsets": start_offsets} if start_offsets else {"timestamp_ms": start_timestamp_ms} if start_timestamp_ms is not None else None
+        sup = get_or_create_actor(StreamSupervisor, supervisor_name(pipeline.name), cfg.ray.namespace, cfg, self.bootstrap_servers, pipeline, start)
         ray.get(sup.start.remote())
         return ray.get(sup.owners.remote())
+
+    def backfill(self, pipeline: Any, *, from_pipeline: str | None = None, start_ms: int | None = None, end_ms: int | None = None) -> Any:
+        """Give ``pipeline`` its state from the Parquet archive, then start it: it takes over the live stream.
+
+        Runs the pipeline's steps after its archive sink over the archived events (optionally an
+        event-time range) with fresh state, delivers the results to its sinks, saves each
+        partition's state with the offset after the archive's last event, and starts the
+        pipeline, which continues from Kafka there (:mod:`fabric_ray.streams.backfill`).
+
+        Args:
+            from_pipeline: whose archive to read (default: ``pipeline``'s own, i.e. a pipeline of
+                the same name that ran before; a new version usually reads its predecessor's).
+            start_ms: first event time to replay; default: the archive's start.
+            end_ms: event time to stop before; default: the archive's end.
+
+        Returns:
+            The :class:`~fabric_ray.streams.backfill.BackfillReport`.
+
+        Raises:
+            ValueError: the pipeline is running (stop it first), or has no archive sink.
+        """
+        from actors.cache import ShardedCacheWriter
+        from actors.supervisor import supervisor_name
+        from fabric_ray.runtime import find_actor
+        from fabric_ray.storage.fs import open_location
+        from fabric_ray.streams.backfill import backfill_from_archive
+        from fabric_ray.streams.checkpoint import CheckpointStore
+        from fabric_ray.streams.sinks import bind_sinks
+
+        self._require_started()
+        cfg = self.config
+        if find_actor(supervisor_name(pipeline.name), cfg.ray.namespace) is not None:
+            raise ValueError(f"pipeline {pipeline.name!r} is running: stop_pipeline() it before a backfill")
+        storage = open_location(cfg.storage_root, cfg.storage)
+        sinks = bind_sinks(pipeline, storage=storage, bootstrap_servers=self.bootstrap_servers, client=cfg.kafka.client, cache_writer=lambda view: ShardedCacheWriter(self._shards, view))
+        root = self._checkpoint_root()
+        self._forget_checkpoints(pipeline.name)  # fresh state: the backfill's
+        report = backfill_from_archive(
+            pipeline,
+            storage.child("archive", from_pipeline or pipeline.name),
+            sinks={name: sink for name, sink in sinks.items() if pipeline.step(name).options.get("to") != "archive"},
+            start_ms=start_ms,
+            end_ms=end_ms,
+            checkpoints=lambda p: CheckpointStore(root, pipeline.name, pipeline.topic, p),
+        )
+        self.run_pipeline(pipeline)
+        return report
+
+    def _checkpoint_root(self) -> Any:
+        from fabric_ray.storage.fs import open_location
+
+        return open_location(self.config.storage_root, self.config.storage).child("checkpoints")
+
+    def _forget_checkpoints(self, pipeline_name: str) -> None:
+        root = self._checkpoint_root()
+        if root.fs.exists(root.join(pipeline_name)):
+            root.fs.rm(root.join(pipeline_name), recursive=True)
 
     def pipeline_status(self, name: str, timeout_s: float = 5.0) -> dict[str, Any]:
         """Progress of the running pipeline ``name``: per owner and partition, totals, reasons.

@@ -66,8 +66,22 @@ class ParquetArchive:
 
     def flush(self) -> list[str]:
         """Write everything buffered; return the paths written."""
+        return self.write_detached(self.detach())
+
+    def detach(self) -> dict[int, list[pa.Table]]:
+        """Take the buffered rows (to write with :meth:`write_detached`, maybe on another thread)."""
+        detached, self._buffer = self._buffer, {}
+        return detached
+
+    def reattach(self, detached: dict[int, list[pa.Table]]) -> None:
+        """Put detached rows back in front of the buffer (their write failed)."""
+        for partition, tables in detached.items():
+            self._buffer[partition] = tables + self._buffer.get(partition, [])
+
+    def write_detached(self, detached: dict[int, list[pa.Table]]) -> list[str]:
+        """Write rows taken by :meth:`detach`; return the paths written."""
         written = []
-        for partition, tables in sorted(self._buffer.items()):
+        for partition, tables in sorted(detached.items()):
             table = pa.concat_tables(tables, promote_options="permissive")
             for date, part in self._by_date(table):
                 offs = part[OFFSET_COLUMN]
@@ -76,7 +90,6 @@ class ParquetArchive:
                 path = self.location.join(f"date={date}", name)
                 self._put(path, part)
                 written.append(path)
-        self._buffer.clear()
         return written
 
     def recover(self, partition: int, next_offset: int) -> list[str]:

@@ -142,13 +142,35 @@ class PipelineRuntime:
         for i in np.flatnonzero(sizes > limit):
             result.rejected.append((int(i), f"message too large: {sizes[i]} bytes, over max_message_bytes={limit}"))
         rows = self._decode(values, fits, result)
-        for step in self.pipeline.steps:
-            if step.kind in ("source", "decode") or (rows.table.num_rows == 0 and step.kind != "sink"):
+        self._run_steps(self.pipeline.steps[2:], rows, result)
+        result.processed = len(values) - len(result.rejected)
+        return result
+
+    def process_rows(self, table: pa.Table, after: str) -> BatchResult:
+        """Run already-decoded rows through the steps that follow step ``after`` (a replay).
+
+        Row ``i`` of ``table`` is input index ``i`` (rejections and ``output_index`` refer to it).
+        The rows are what the pipeline had right after ``after``, e.g. the Parquet archive's rows
+        for ``after="archive"``.
+
+        Raises:
+            KeyError: the pipeline has no step ``after``.
+        """
+        steps = self.pipeline.steps
+        at = next((i for i, s in enumerate(steps) if s.name == after), None)
+        if at is None:
+            raise KeyError(f"pipeline {self.pipeline.name!r} has no step {after!r}; steps: {[s.name for s in steps]}")
+        result = BatchResult()
+        self._run_steps(steps[at + 1 :], _Rows(table, np.arange(table.num_rows, dtype=np.int64)), result)
+        result.processed = table.num_rows - len(result.rejected)
+        return result
+
+    def _run_steps(self, steps: tuple[Step, ...], rows: _Rows, result: BatchResult) -> None:
+        for step in steps:
+            if rows.table.num_rows == 0 and step.kind != "sink":
                 continue
             getattr(self, f"_{step.kind}")(step, rows, result)
         result.rejected.sort()
-        result.processed = len(values) - len(result.rejected)
-        return result
 
     # ------------------------------------------------------------------ steps
 

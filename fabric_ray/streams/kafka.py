@@ -157,6 +157,15 @@ class KafkaPartitionSource:
             [TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in self.partitions]
         )
 
+    def offsets_for_timestamp(self, timestamp_ms: int, timeout_s: float = 10) -> dict[int, int]:
+        """Per owned partition, the first offset whose message timestamp is at or after ``timestamp_ms``
+        (the end of the partition when none is).
+        """
+        asked = [TopicPartition(self.topic, p, int(timestamp_ms)) for p in self.partitions]
+        found = self._consumer.offsets_for_times(asked, timeout=timeout_s)
+        highs = self.high_watermarks()
+        return {tp.partition: (tp.offset if tp.offset >= 0 else highs[tp.partition]) for tp in found}
+
     def seek(self, next_offsets: Mapping[int, int]) -> None:
         """Continue the named partitions from the given offsets (a restored checkpoint's)."""
         starts = {p: self._expected[p] for p in self.partitions}

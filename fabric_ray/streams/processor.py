@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
@@ -119,6 +120,18 @@ class ProcessorStats:
 
 
 @dataclass
+class _CheckpointJob:
+    """What one checkpoint writes: detached archive rows, then state snapshots; then offsets to commit."""
+
+    detached: dict[str, Any]
+    saves: list[tuple[CheckpointStore, dict[str, pa.Table], int, dict]]
+    offsets: dict[int, int]
+    written: set[str] = field(default_factory=set)
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
 class _Inflight:
     """A batch read but not fully run (its decoder was unavailable for some partition)."""
 
@@ -154,6 +167,10 @@ class PipelineProcessor:
         checkpoint_interval_s: time between checkpoints.
         batch_size: most messages per batch.
         poll_timeout_s: longest wait for a batch in :meth:`next_batch`.
+        start_offsets: where a partition without a checkpoint starts (default: the source's
+            start, the beginning of the log); a replay from chosen offsets.
+        background_checkpoints: write periodic checkpoints on a background thread, so a slow
+            storage write does not hold up batches (the actors do; tests may keep it simple).
 
     Raises:
         ValueError: a sink step has no sink.
@@ -170,6 +187,8 @@ class PipelineProcessor:
         checkpoint_interval_s: float = 5.0,
         batch_size: int = 5000,
         poll_timeout_s: float = 0.2,
+        start_offsets: Mapping[int, int] | None = None,
+        background_checkpoints: bool = False,
     ) -> None:
         missing = [s for s in pipeline.sinks if s not in sinks]
         if missing:
@@ -186,6 +205,9 @@ class PipelineProcessor:
         self._stores: dict[int, CheckpointStore] = {}
         self._pending: _Pending | None = None
         self._inflight: _Inflight | None = None
+        self._writer: threading.Thread | None = None
+        self._writer_job: _CheckpointJob | None = None
+        self.background_checkpoints = background_checkpoints
         self._last_checkpoint = time.monotonic()
         self._dirty = False
         highs = source.high_watermarks()
@@ -207,9 +229,11 @@ class PipelineProcessor:
                     self.stats.next_offsets[p] = ckpt.next_offset
                     self.stats.restored_from[p] = ckpt.next_offset
                     self.stats.partitions[p] = PartitionCounters.from_json(ckpt.extra.get("counters", {}))
-                for sink in self.sinks.values():
-                    if hasattr(sink, "recover"):
-                        sink.recover(p, ckpt.next_offset if ckpt else 0)
+            if p not in seek and start_offsets and p in start_offsets:
+                seek[p] = self.stats.next_offsets[p] = int(start_offsets[p])
+            for sink in self.sinks.values():
+                if hasattr(sink, "recover"):
+                    sink.recover(p, seek.get(p, 0))
             self._runtimes[p] = PipelineRuntime(pipeline, state)
             self.stats.partitions.setdefault(p, PartitionCounters())
         if seek:
@@ -284,29 +308,75 @@ class PipelineProcessor:
         self._maybe_checkpoint()
 
     def _maybe_checkpoint(self) -> None:
-        if self._dirty and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
-            self.checkpoint()
+        self._finish_background()
+        if self._dirty and self._writer is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.checkpoint(wait=not self.background_checkpoints)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait: bool = True) -> None:
         """Flush offset-aware sinks, save every partition's state with its next offset, commit offsets.
 
-        Without a checkpoint store only the consumer-group commit happens.
+        What to save is taken at once, between batches: the archive's buffered rows, each
+        partition's state snapshot, offsets and counters. Writing it (Parquet files first, then
+        the checkpoints) is slow I/O, so with ``wait=False`` it happens on a background thread
+        while batches go on; the offsets are committed to the consumer group once it is done.
+        If the write fails, the archive rows go back into the buffer and the next checkpoint
+        writes them again (nothing is lost; the error is raised by the next call).
+        Without a checkpoint store only the archive flush and the consumer-group commit happen.
         """
         if self._pending is not None:
             self._deliver(self._pending)
-        for sink in self.sinks.values():
-            if hasattr(sink, "flush"):
-                sink.flush()
+        self._join_background()
+        detached = {name: sink.detach() for name, sink in self.sinks.items() if hasattr(sink, "detach")}
         offsets = dict(self.stats.next_offsets)
-        for p, store in self._stores.items():
-            if p in offsets:
-                counters = self.stats.partitions[p].to_json()
-                store.save(self._runtimes[p].snapshot(), offsets[p], extra={"counters": counters})
-        if offsets:
-            self.source.commit(offsets)
-        self.stats.checkpoints += 1
+        saves = [
+            (self._stores[p], self._runtimes[p].snapshot(), offsets[p], {"counters": self.stats.partitions[p].to_json()})
+            for p in self._stores
+            if p in offsets
+        ]
         self._last_checkpoint = time.monotonic()
         self._dirty = False
+        job = _CheckpointJob(detached, saves, offsets)
+        if wait:
+            self._write(job)
+            self._finish(job)
+        else:
+            self._writer = threading.Thread(target=self._write, args=(job,), name="checkpoint-writer", daemon=True)
+            self._writer_job = job
+            self._writer.start()
+
+    def _write(self, job: _CheckpointJob) -> None:
+        try:
+            for name, part in job.detached.items():
+                self.sinks[name].write_detached(part)
+                job.written.add(name)
+            for store, state, offset, extra in job.saves:
+                store.save(state, offset, extra=extra)
+            job.done = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop thread
+            job.error = exc
+
+    def _finish(self, job: _CheckpointJob) -> None:
+        """In the loop thread, after a write: commit, or put the archive rows back and raise."""
+        if job.error is not None:
+            for name, part in job.detached.items():
+                if name not in job.written:
+                    self.sinks[name].reattach(part)
+            self._dirty = True
+            raise job.error
+        if job.offsets:
+            self.source.commit(job.offsets)
+        self.stats.checkpoints += 1
+
+    def _finish_background(self) -> None:
+        if self._writer is not None and not self._writer.is_alive():
+            self._join_background()
+
+    def _join_background(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.join()
+        job, self._writer, self._writer_job = self._writer_job, None, None
+        self._finish(job)
 
     # ------------------------------------------------------------------ queries
 
@@ -321,6 +391,7 @@ class PipelineProcessor:
 
     def close(self, checkpoint: bool = True) -> None:
         """Checkpoint (unless told not to), then close the source."""
+        self._join_background()
         if checkpoint and (self._dirty or self._pending is not None):
             self.checkpoint()
         self.source.close()

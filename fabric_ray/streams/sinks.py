@@ -54,7 +54,7 @@ def bind_sinks(
     """A sink object per sink step of ``pipeline``.
 
     Args:
-        storage: the storage root (archive sinks write under ``archive/``).
+        storage: the storage root (archive sinks write under ``archive/<pipeline>/<topic>/``).
         bootstrap_servers: Kafka address (Kafka sinks).
         client: librdkafka settings for Kafka sinks.
         cache_writer: ``feature_view -> writer`` for cache sinks.
@@ -72,7 +72,8 @@ def bind_sinks(
         if to == "cache" and cache_writer is not None:
             sinks[step.name] = cache_writer(o["feature_view"])
         elif to == "archive" and storage is not None:
-            sinks[step.name] = ParquetArchive(storage.child("archive"), pipeline.topic, time_column=o.get("time_column"))
+            # one folder per pipeline: two pipelines archiving one topic must not share offset-range names
+            sinks[step.name] = ParquetArchive(storage.child("archive", pipeline.name), pipeline.topic, time_column=o.get("time_column"))
         elif to == "kafka" and bootstrap_servers is not None:
             sinks[step.name] = KafkaTopicSink(bootstrap_servers, o["topic"], o.get("key_column"), client)
         else:

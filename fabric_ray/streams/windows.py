@@ -150,6 +150,9 @@ def _window_from_dict(d: dict) -> Window:
     return _WINDOW_TYPES[d.pop("type")](**d)
 
 
+MAX_TILES_PER_KEY = 100_000  # state is tiles x keys: beyond this a typo in a size is more likely than a need
+
+
 @dataclass(frozen=True)
 class WindowUpdate:
     """What one :meth:`WindowedAggregator.update` produced.
@@ -247,6 +250,12 @@ class WindowedAggregator:
             tile = {Tumbling: "size_ms", Hopping: "hop_ms", Sliding: "tile_ms"}[type(window)]
             tile_ms = getattr(window, tile)
             rows_per_key = window.size_ms // tile_ms + -(-L // tile_ms)
+            if rows_per_key > MAX_TILES_PER_KEY:
+                raise ValueError(
+                    f"{owner}: allowed_lateness_ms={L} keeps {rows_per_key:,} tiles per key "
+                    f"(size / tile + lateness / tile), over {MAX_TILES_PER_KEY:,}; use a coarser "
+                    f"{tile} or less lateness"
+                )
         wants_distinct = any(s.op == "approx_distinct" for s in specs)
         if distinct_precision is None:
             distinct_precision = min(10, int(math.floor(math.log2(SKETCH_BYTES_PER_KEY / rows_per_key))))

@@ -84,7 +84,7 @@ def test_owner_killed_three_times_loses_and_duplicates_nothing(make_fabric):
 
     # Drain: owners checkpoint and flush the archive; then every good event is archived once.
     fabric.checkpoint_pipeline(topic)
-    archive = open_location(cfg.storage_root, cfg.storage).child("archive", topic)
+    archive = open_location(cfg.storage_root, cfg.storage).child("archive", topic, topic)  # <pipeline>/<topic>
     ids = Counter()
     for path, *_ in archived_files(archive):
         ids.update(pq.read_table(archive.fs.open(path, "rb"), columns=["event_id"])["event_id"].to_pylist())

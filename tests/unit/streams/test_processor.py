@@ -227,3 +227,44 @@ def test_window_state_restored_from_a_checkpoint_continues_exactly(tmp_path):
         pass
     assert second.runtime(0).window("window").read().to_pylist() == whole.runtime(0).window("window").read().to_pylist()
     assert second.stats.processed == whole.stats.processed == 400
+
+
+class FlakyArchive(ParquetArchive):
+    """Its first write of detached rows fails (storage briefly away)."""
+
+    failures = 1
+
+    def write_detached(self, detached):
+        if FlakyArchive.failures:
+            FlakyArchive.failures -= 1
+            raise OSError("storage briefly unavailable")
+        return super().write_detached(detached)
+
+
+def test_background_checkpoints_lose_nothing_when_a_write_fails(tmp_path):
+    loc = open_location(f"file://{tmp_path}")
+    archive = FlakyArchive(loc.child("archive"), "t", time_column="ts")
+    proc = PipelineProcessor(
+        MemorySource("t", DATA),
+        PIPE,
+        {"archive": archive},
+        CollectingSink(),
+        checkpoints=lambda p: CheckpointStore(loc.child("checkpoints"), PIPE.name, "t", p),
+        checkpoint_interval_s=0,
+        batch_size=37,
+        poll_timeout_s=0,
+        background_checkpoints=True,
+    )
+    errors = 0
+    while True:
+        try:
+            if proc.next_batch() == 0 and proc._writer is None and not proc._dirty:
+                break
+        except OSError:
+            errors += 1
+    proc.close()
+    assert errors == 1  # reported once, by the loop thread
+    assert archived_ids(loc) == expected_ids()  # the failed write's rows were written later, once
+    assert proc.stats.checkpoints > 1
+    restored = make(f"file://{tmp_path}", MemorySource("t", DATA), CollectingSink())[0]
+    assert restored.stats.restored_from == {0: 300, 1: 200}

@@ -321,3 +321,8 @@ def test_keys_whose_state_closed_keep_their_identity_when_the_key_index_is_compa
     final = op.flush()
     assert sorted(final["key"].to_pylist()) == list(range(2000)) + list(range(6000, 10000))
     assert set(final["n"].to_pylist()) == {1}
+
+
+def test_absurd_lateness_is_refused_before_allocating_state():
+    with pytest.raises(ValueError, match=r"keeps 1,000,000,010 tiles per key .* use a coarser hop_ms or less lateness"):
+        WindowedAggregator("k", "ts", Hopping(600_000, 60_000), {"n": ("count", None)}, allowed_lateness_ms=60_000 * 10**9)
