@@ -16,7 +16,9 @@ import ray
 
 from actors.cache import ShardedCacheWriter, cache_shard_name
 from fabric_ray.config import FabricConfig
+from fabric_ray.runtime import record_restart
 from fabric_ray.storage.fs import open_location
+from fabric_ray.streams.assignment import owner_name, restart_backoff_s
 from fabric_ray.streams.checkpoint import CheckpointStore
 from fabric_ray.streams.kafka import KafkaDeadLetterSink, KafkaPartitionSource
 from fabric_ray.streams.pipeline import Pipeline
@@ -49,6 +51,9 @@ class PartitionActor:
     ) -> None:
         s = config.stream
         ns = config.ray.namespace
+        self._restarts = ray.get_runtime_context().was_current_actor_reconstructed
+        if self._restarts:  # back off when crashing over and over (Ray itself restarts at once)
+            time.sleep(restart_backoff_s(record_restart(f"{ns}/{owner_name(pipeline.name, partitions)}")))
         storage = open_location(config.storage_root, config.storage)
 
         def cache_writer(view: Any) -> ShardedCacheWriter:
@@ -81,7 +86,6 @@ class PartitionActor:
             background_checkpoints=True,
         )
         self._partitions = tuple(partitions)
-        self._restarts = ray.get_runtime_context().was_current_actor_reconstructed
         self._incarnation = uuid.uuid4().hex
         self._lag: dict[int, int] = {}
         self._last_error: str | None = None

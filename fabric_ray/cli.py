@@ -124,6 +124,13 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
         f"stream   topic {status['stream']['topic']}: {s['owners']} owners, {s['partitions']} partitions, "
         f"{s['processed']:,} processed, {s['dead_lettered']:,} dead-lettered, lag {s['lag']:,}"
     )
+    if s.get("reasons"):
+        print("dead     " + ", ".join(f"{n:,} {kind}" for kind, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1])))
+    for name, p in status.get("pipelines", {}).items():
+        print(
+            f"pipeline {name}: {p['owners']} owners, {p['partitions']} partitions, {p['processed']:,} processed, "
+            f"{p['dead_lettered']:,} dead-lettered, lag {p['lag']:,}"
+        )
     if s.get("offset_gaps"):
         print(f"WARNING  {s['offset_gaps']:,} offsets skipped: the broker deleted them before they were read (retention)")
     errors = [(o["name"], o["last_error"]) for o in status["stream"]["owners"] if o.get("last_error")]

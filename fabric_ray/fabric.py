@@ -182,7 +182,7 @@ class Fabric:
             raise RuntimeError("this Fabric is not started: call start() or attach() first (or use fabric_ray.connect())")
 
     def status(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Stream progress (owners, partitions, lag, throughput), cache sizes and the endpoint URL."""
+        """Stream progress (owners, partitions, lag, throughput), other pipelines' totals, cache sizes and the endpoint URL."""
         import ray
 
         self._require_started()
@@ -194,6 +194,7 @@ class Fabric:
             "endpoint": self.config.serving.url,
             "schema_registry": self.config.registry_url if self.config.registry.enabled else None,
             "stream": stream,
+            "pipelines": {name: self.pipeline_status(name, timeout_s)["summary"] for name in self._pipeline_supervisors()},
             "cache_shards": [{"shard": i, "keys": n} for i, n in enumerate(sizes)],
         }
 

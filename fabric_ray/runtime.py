@@ -123,3 +123,21 @@ def dashboard_url() -> str | None:
     if not url:
         return None
     return url if url.startswith("http") else f"http://{url}"
+
+
+def record_restart(key: str, window_s: float = 60.0) -> int:
+    """Note a restart of ``key`` in the cluster's key-value store; return how many happened in the last ``window_s``.
+
+    Restarted actors use it to back off when they crash over and over (see
+    :func:`fabric_ray.streams.assignment.restart_backoff_s`).
+    """
+    import json
+
+    from ray.experimental import internal_kv
+
+    name = f"fabric:restarts:{key}".encode()
+    now = time.time()
+    raw = internal_kv._internal_kv_get(name)
+    times = [t for t in (json.loads(raw) if raw else []) if now - t < window_s] + [now]
+    internal_kv._internal_kv_put(name, json.dumps(times).encode(), overwrite=True)
+    return len(times)

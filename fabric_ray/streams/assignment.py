@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["OwnerStatus", "assign_new_partitions", "assign_partitions", "owner_name", "summarize"]
+__all__ = ["OwnerStatus", "assign_new_partitions", "assign_partitions", "owner_name", "restart_backoff_s", "summarize"]
 
 
 def assign_partitions(partitions: Iterable[int], per_actor: int) -> list[tuple[int, ...]]:
@@ -32,6 +32,21 @@ def assign_new_partitions(owned: Iterable[Sequence[int]], partition_count: int, 
     """
     held = {int(p) for group in owned for p in group}
     return assign_partitions([p for p in range(partition_count) if p not in held], per_actor)
+
+
+def restart_backoff_s(recent_restarts: int, cap_s: float = 30.0) -> float:
+    """How long a restarted owner waits before it starts, given its restarts in the last minute.
+
+    The first restart is immediate; a crash loop backs off exponentially (0.5 s, 1 s, 2 s, ... up to
+    ``cap_s``), so an owner that cannot start (storage away, a broken pipeline) does not spin.
+
+    Example:
+        >>> [restart_backoff_s(n) for n in (1, 2, 3, 4, 10)]
+        [0.0, 0.5, 1.0, 2.0, 30.0]
+    """
+    if recent_restarts <= 1:
+        return 0.0
+    return min(cap_s, 0.5 * 2 ** (recent_restarts - 2))
 
 
 def owner_name(topic: str, partitions: Sequence[int]) -> str:
