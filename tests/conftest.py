@@ -122,3 +122,21 @@ def postgres_url(tmp_path_factory) -> str:
         yield "postgresql+psycopg://" + uri.split("://", 1)[1]
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres_url):
+    """``new_postgres_database(prefix="t") -> URL`` of a new, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        engine.dispose()
+        return sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+    return make

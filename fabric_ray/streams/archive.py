@@ -54,9 +54,6 @@ class ParquetArchive:
         self.time_column = time_column
         self._buffer: dict[int, list[pa.Table]] = {}
 
-    def write(self, table: pa.Table) -> None:  # pragma: no cover - the processor calls write_from
-        raise TypeError("ParquetArchive needs offsets: the processor calls write_from(partition, offsets, table)")
-
     def write_from(self, partition: int, offsets: np.ndarray, table: pa.Table) -> None:
         """Buffer ``table`` whose rows came from ``offsets`` of ``partition`` (rows without an offset: -1)."""
         keep = offsets >= 0

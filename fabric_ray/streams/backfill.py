@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import numpy as np
+import numpy as np  # noqa: F401  (the example uses it)
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -152,9 +152,7 @@ def backfill_from_archive(
             for name, out in result.outputs.items():
                 sink = sinks[name]
                 if hasattr(sink, "write_from"):
-                    index = result.output_index[name]
-                    chunk_offsets = offsets[start : start + batch_rows]
-                    sink.write_from(partition, np.where(index >= 0, chunk_offsets[np.maximum(index, 0)], -1), out)
+                    sink.write_from(partition, result.source_offsets(name, offsets[start : start + batch_rows]), out)
                 else:
                     sink.write(out)
             done += chunk.num_rows

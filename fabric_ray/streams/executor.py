@@ -61,6 +61,11 @@ class BatchResult:
     filtered: int = 0
     late_dropped: int = 0
 
+    def source_offsets(self, sink: str, offsets: np.ndarray) -> np.ndarray:
+        """The input offset of each row sent to ``sink`` (``offsets`` per input index; -1 for aggregate rows)."""
+        index = self.output_index[sink]
+        return np.where(index >= 0, offsets[np.maximum(index, 0)], -1)
+
     @property
     def reasons(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -202,13 +207,10 @@ class PipelineRuntime:
         checked = enforce(rows.table, step.options["contract"])
         if not checked.rejected:
             return
+        rejected = sorted(checked.rejected)  # _reject pairs reasons with rows in row order
         mask = np.zeros(rows.table.num_rows, bool)
-        reasons = []
-        for i, reason in checked.rejected:
-            mask[i] = True
-            reasons.append(reason)
-        order = np.argsort([i for i, _ in checked.rejected], kind="stable")
-        self._reject(rows, mask, [_clip(f"contract: {reasons[j]}") for j in order], result)
+        mask[[i for i, _ in rejected]] = True
+        self._reject(rows, mask, [_clip(f"contract: {reason}") for _, reason in rejected], result)
 
     def _filter(self, step: Step, rows: _Rows, result: BatchResult) -> None:
         fn = step.options["fn"]

@@ -273,9 +273,7 @@ class PipelineProcessor:
                 for i, reason in result.rejected
             )
             for name, table in result.outputs.items():
-                index = result.output_index.get(name)
-                offsets = np.where(index >= 0, part.offsets[np.maximum(index, 0)], -1) if index is not None else np.full(table.num_rows, -1)
-                inflight.outputs.setdefault(name, []).append((p, offsets, table))
+                inflight.outputs.setdefault(name, []).append((p, result.source_offsets(name, part.offsets), table))
         raw = inflight.raw
         self._inflight = None
         self._pending = _Pending(len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started)

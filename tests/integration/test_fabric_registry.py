@@ -1,7 +1,6 @@
 """The fabric starts its schema registry; what it holds survives a restart of the fabric."""
 
 import json
-import uuid
 
 import sqlalchemy as sa
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -48,13 +47,9 @@ def test_registry_is_served_by_the_fabric_and_survives_a_restart(make_fabric):
     assert fabric.config.metadata_url == f"sqlite:///{(fabric.config.home / 'metadata.db').resolve()}"
 
 
-def test_registry_on_postgresql_survives_a_restart(ray_cluster, kafka_broker, serve_port, postgres_url, tmp_path):
-    name = f"pg{uuid.uuid4().hex[:6]}"
-    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+def test_registry_on_postgresql_survives_a_restart(ray_cluster, kafka_broker, serve_port, new_postgres_database, tmp_path):
+    url = new_postgres_database("pg")
+    name = sa.make_url(url).database
     config = fabric_config(name, kafka_broker, serve_port, tmp_path / name)
     config = config.model_copy(update={"metadata": MetadataConfig(url=url)})
     fabric = Fabric(config).start(serve_http=True)

@@ -283,18 +283,14 @@ def test_subject_config_answers_40408_unless_default_to_global(client, registry_
         client.get_compatibility(subject)
 
 
-def test_registry_actor_on_postgresql_keeps_schemas_across_actors(ray_cluster, postgres_url):
+def test_registry_actor_on_postgresql_keeps_schemas_across_actors(ray_cluster, new_postgres_database):
     import ray
     import sqlalchemy as sa
 
     from actors.registry import RegistryActor
 
-    name = f"pg_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    url = new_postgres_database("pg")
+    name = sa.make_url(url).database
 
     actor = RegistryActor.options(namespace=name).remote(url)
     assert ray.get(actor.call.remote("register", "payments-value", PAYMENT_V1)) == ("ok", 1)

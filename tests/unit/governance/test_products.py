@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 import fabric_ray.demo
@@ -298,13 +296,7 @@ def store(request, tmp_path):
     elif request.param == "sqlite":
         s = SqlRegistryStore(f"sqlite:///{tmp_path / 'metadata.db'}")
     else:
-        server = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        engine.dispose()
-        s = SqlRegistryStore(sa.make_url(server).set(database=name).render_as_string(hide_password=False))
+        s = SqlRegistryStore(request.getfixturevalue("new_postgres_database")())
     yield s
     s.close()
 

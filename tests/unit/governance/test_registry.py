@@ -2,10 +2,8 @@
 
 import doctest
 import json
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from fabric_ray.governance import registry as registry_module
 from fabric_ray.governance import registry_store
@@ -26,21 +24,11 @@ V_NEW_REQUIRED = record(AMOUNT, CURRENCY_REQUIRED)  # forward but not backward c
 V_DROP_AMOUNT = record()  # backward but not forward compatible with V1 (amount has no default)
 
 
-def new_postgres_database(server_url: str) -> str:
-    """URL of a new, empty database on the session's PostgreSQL server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 def fresh_url(backend: str, request, tmp_path) -> str:
     """A new, empty database of a SQL backend (``sqlite`` or ``postgresql``)."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'metadata.db'}"
-    return new_postgres_database(request.getfixturevalue("postgres_url"))
+    return request.getfixturevalue("new_postgres_database")()
 
 
 @pytest.fixture

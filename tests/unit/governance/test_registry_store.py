@@ -25,16 +25,6 @@ BACKENDS = ["memory", "sqlite", "postgresql"]
 SQL_BACKENDS = ["sqlite", "postgresql"]
 
 
-def new_postgres_database(server_url: str) -> str:
-    """URL of a new, empty database on the session's PostgreSQL server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def url_for(request, tmp_path):
     """``url_for(backend)``: a fresh database URL of a SQL backend."""
@@ -42,7 +32,7 @@ def url_for(request, tmp_path):
     def make(backend: str) -> str:
         if backend == "sqlite":
             return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
-        return new_postgres_database(request.getfixturevalue("postgres_url"))
+        return request.getfixturevalue("new_postgres_database")()
 
     return make
 
