@@ -4,7 +4,9 @@
 - ``s3_endpoint``: moto's S3 server (``moto_server``) with a bucket;
 - ``ray_cluster``: one local Ray cluster for the whole session (started lazily, by integration tests only);
 - ``serve_port``: the Ray Serve HTTP port of that cluster;
-- ``postgres_url``: a real PostgreSQL 16 (``pgserver``'s bundled binaries) on a unix socket, started lazily.
+- ``postgres_url``: a real PostgreSQL 16 (``pgserver``'s bundled binaries) on a unix socket, started lazily;
+- ``storage_root``: a fresh, empty storage root, once on the local file system and once on the S3 endpoint
+  (parametrised, so every storage test runs against both kinds).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import uuid
+from dataclasses import dataclass
+
 import pytest
 
+from fabric_ray.config import StorageConfig
 from fabric_ray.loopback import free_port, keep_on_loopback  # noqa: F401  (free_port: used by tests)
 
 keep_on_loopback()
@@ -140,3 +146,36 @@ def new_postgres_database(postgres_url):
         return sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
 
     return make
+
+
+@dataclass(frozen=True)
+class StorageRoot:
+    """A fresh storage root for one test: its URI and the storage config that opens it."""
+
+    uri: str
+    config: StorageConfig
+    kind: str  # "file" or "s3"
+
+
+def s3_storage_config(s3_endpoint: dict, prefix: str | None = None) -> StorageConfig:
+    """The storage config of a fresh prefix in the S3 endpoint's bucket."""
+    prefix = prefix or uuid.uuid4().hex
+    return StorageConfig(
+        root=f"s3://{s3_endpoint['bucket']}/{prefix}",
+        endpoint_url=s3_endpoint["endpoint_url"],
+        region=s3_endpoint["region"],
+        access_key_id=s3_endpoint["access_key_id"],
+        secret_access_key=s3_endpoint["secret_access_key"],
+    )
+
+
+@pytest.fixture(params=["file", "s3"])
+def storage_root(request, tmp_path) -> StorageRoot:
+    """A fresh, empty storage root: ``file://<tmp>`` and ``s3://fabric-test/<uuid>`` (moto on loopback)."""
+    if request.param == "file":
+        root = tmp_path / "storage"
+        root.mkdir()
+        config = StorageConfig(root=f"file://{root}")
+    else:
+        config = s3_storage_config(request.getfixturevalue("s3_endpoint"))
+    return StorageRoot(uri=config.root, config=config, kind=request.param)
