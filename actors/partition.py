@@ -120,6 +120,8 @@ class PartitionActor:
             "processed": st.processed,
             "dead_lettered": st.dead_lettered,
             "reasons": st.reasons,
+            "outputs_suppressed": st.outputs_suppressed,
+            "letters_suppressed": st.letters_suppressed,
             "per_partition": {p: c.to_json() for p, c in st.partitions.items()},
             "offset_gaps": getattr(self._processor.source, "offset_gaps", 0),
             "next_offsets": dict(st.next_offsets),

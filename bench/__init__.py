@@ -24,6 +24,8 @@ from fabric_ray.loopback import free_port  # noqa: F401  (re-exported for the be
 __all__ = ["BENCHMARKS", "exit_on_sigterm", "free_port", "percentile_ms"]
 
 BENCHMARKS = {
+    "etl": "10M rows through read, transform, quality gate and partitioned write on Ray Data, against pandas in one process",
+    "pit_join": "point-in-time training set, 100k entity rows against 1M feature rows, on Ray out of core, against Feast's get_historical_features",
     "spine": "stream throughput against a hand-written Kafka consumer, and HTTP feature latency against `feast serve`",
     "stream_latency": "produce-to-readable latency through the broker to the cache shards at a fixed rate",
     "streams": "decode + keyed window aggregation, events per second per core, against Bytewax and Quix Streams",

@@ -75,6 +75,9 @@ class OwnerStatus:
     restarts: int = 0
     checkpoints: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    outputs_suppressed: int = 0
+    letters_suppressed: int = 0
+    per_partition: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_error: str | None = None
 
     @classmethod
@@ -93,6 +96,9 @@ class OwnerStatus:
             restarts=int(report.get("restarts", 0)),
             checkpoints=int(report.get("checkpoints", 0)),
             reasons={str(k): int(v) for k, v in dict(report.get("reasons", {})).items()},
+            outputs_suppressed=int(report.get("outputs_suppressed", 0)),
+            letters_suppressed=int(report.get("letters_suppressed", 0)),
+            per_partition={int(k): dict(v) for k, v in dict(report.get("per_partition", {})).items()},
             last_error=report.get("last_error"),
         )
 
@@ -122,5 +128,7 @@ def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
         "throughput_eps": sum(o.throughput_eps for o in owners),
         "restarts": sum(o.restarts for o in owners),
         "reasons": reasons,
+        "outputs_suppressed": sum(o.outputs_suppressed for o in owners),
+        "letters_suppressed": sum(o.letters_suppressed for o in owners),
         "caught_up": bool(owners) and all(o.state == "running" and o.lag for o in owners) and not any(lag.values()),
     }

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fabric_ray.streams.records import DeadLetter, RawBatch
+from fabric_ray.streams.records import DeadLetter, Produced, RawBatch
 
-__all__ = ["KafkaDeadLetterSink", "KafkaPartitionSource", "ensure_topic", "make_producer", "partition_count"]
+__all__ = ["KafkaDeadLetterSink", "KafkaPartitionSource", "TopicLog", "ensure_topic", "make_producer", "partition_count"]
 
 
 def _conf(bootstrap_servers: str, client: Mapping[str, str] | None, **extra: object) -> dict[str, object]:
@@ -270,16 +270,113 @@ class AckedProducer:
             )
 
 
+class TopicLog:
+    """What was produced to a topic, read back: its high watermarks and bounded ranges of it.
+
+    The output guard (:mod:`.output_guard`) reads an output topic's watermarks at every
+    checkpoint and, after a restart, the messages produced since. Partitions are assigned
+    explicitly (no consumer group rebalancing, nothing committed); the consumer is made on
+    first use.
+
+    Args:
+        bootstrap_servers: Kafka address.
+        topic: the topic.
+        client: librdkafka settings (security and the like).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None) -> None:
+        self.topic = topic
+        self._conf = _conf(
+            bootstrap_servers,
+            client,
+            **{
+                "group.id": "fabric-output-guard",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 10,
+            },
+        )
+        self._consumer: Consumer | None = None
+
+    def _client(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(self._conf)
+        return self._consumer
+
+    def high_watermarks(self, timeout_s: float = 10) -> dict[int, int]:
+        """Offset after the last message of every partition; ``{}`` while the topic does not exist.
+
+        Raises:
+            KafkaException: the broker did not answer, or answered with another error.
+        """
+        consumer = self._client()
+        md = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+        if md is None or (md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return {}
+        if md.error is not None:
+            raise KafkaException(md.error)
+        out = {}
+        for p in sorted(md.partitions):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s, cached=False)
+            out[int(p)] = int(high)
+        return out
+
+    def read_back(self, start: Mapping[int, int], end: Mapping[int, int], timeout_s: float = 60) -> Iterator[Produced]:
+        """The messages from ``start`` (default 0) up to ``end`` (exclusive) of each partition in ``end``.
+
+        Raises:
+            TimeoutError: the range was not read within ``timeout_s``, naming the topic and partitions.
+            KafkaException: a fatal consumer error.
+        """
+        todo = {int(p): int(e) for p, e in end.items() if int(e) > int(start.get(p, 0))}
+        if not todo:
+            return
+        consumer = self._client()
+        consumer.assign([TopicPartition(self.topic, p, int(start.get(p, 0)) or OFFSET_BEGINNING) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        try:
+            while todo:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topic {self.topic!r}: could not read back partitions {sorted(todo)} up to {todo} in {timeout_s}s")
+                for m in consumer.consume(num_messages=10_000, timeout=0.2):
+                    p, err = m.partition(), m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            todo.pop(p, None)
+                        elif err.fatal():
+                            raise KafkaException(err)
+                        continue
+                    offset, stop = m.offset(), todo.get(p)
+                    if stop is None or offset >= stop:  # past the range: written after it was asked for
+                        todo.pop(p, None)
+                        continue
+                    if offset == stop - 1:
+                        todo.pop(p)
+                    headers = {k: (v.decode("utf-8", "replace") if v is not None else "") for k, v in (m.headers() or [])}
+                    yield Produced(p, offset, m.key(), m.value(), headers)
+        finally:
+            consumer.unassign()
+
+    def close(self) -> None:
+        """Leave the broker."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 class KafkaDeadLetterSink:
     """Send rejected messages, unchanged, to a dead-letter topic with the reason in headers.
 
     ``send`` returns only once the broker has acknowledged every letter, so a message is never
-    both un-processed and un-dead-lettered.
+    both un-processed and un-dead-lettered. ``log`` reads the topic back (for the output guard).
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None) -> None:
         self.topic = topic
         self._out = AckedProducer(bootstrap_servers, topic, client, what="dead-letter topic")
+        self.log = TopicLog(bootstrap_servers, topic, client)
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Produce ``letters`` and wait for the acknowledgements.

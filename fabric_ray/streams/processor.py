@@ -18,8 +18,11 @@ as they were, and the messages after it processed again. Sinks make that exactly
 * the cache keeps the latest value per key: re-processing writes the same values again;
 * the archive deletes files an uncommitted incarnation wrote (see :mod:`.archive`);
 * a checkpoint ahead of the partition's high watermark (the topic was recreated) is ignored;
-* dead letters may be sent twice after a crash (at-least-once); each carries its source
-  topic, partition and offset in headers, which identify it.
+* Kafka output topics and the dead-letter topic have an output guard each
+  (:mod:`.output_guard`): every message names its source partition and offset in headers, each
+  checkpoint records the topics' high watermarks, and after a restart what the dead incarnation
+  produced from the replayed offsets is read back and not produced again. With guards, a new
+  run checkpoints before it processes anything.
 
 Example:
     >>> import pyarrow as pa
@@ -43,10 +46,11 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import pyarrow as pa
 
-from fabric_ray.streams.checkpoint import CheckpointStore
+from fabric_ray.streams.checkpoint import Checkpoint, CheckpointStore
 from fabric_ray.streams.executor import BatchResult, PipelineRuntime
+from fabric_ray.streams.output_guard import OutputGuard
 from fabric_ray.streams.pipeline import Pipeline
-from fabric_ray.streams.records import DeadLetter, DeadLetterSink, RawBatch, Source
+from fabric_ray.streams.records import PIPELINE_HEADER, DeadLetter, DeadLetterSink, RawBatch, Source
 
 __all__ = ["PartitionCounters", "PipelineProcessor", "ProcessorStats", "Sink"]
 
@@ -64,6 +68,8 @@ class PartitionCounters:
     """What happened to one partition's messages; saved in its checkpoints, so exact across restarts.
 
     ``processed + dead_lettered`` equals the messages read before ``next_offset``.
+    ``outputs_suppressed`` / ``letters_suppressed``: output rows and dead letters not produced
+    again after a restart because the output guard found them already produced.
     """
 
     processed: int = 0
@@ -71,6 +77,8 @@ class PartitionCounters:
     filtered: int = 0
     late_dropped: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    outputs_suppressed: int = 0
+    letters_suppressed: int = 0
 
     def add(self, result: BatchResult) -> None:
         self.processed += result.processed
@@ -81,11 +89,27 @@ class PartitionCounters:
             self.reasons[kind] = self.reasons.get(kind, 0) + n
 
     def to_json(self) -> dict[str, Any]:
-        return {"processed": self.processed, "dead_lettered": self.dead_lettered, "filtered": self.filtered, "late_dropped": self.late_dropped, "reasons": dict(self.reasons)}
+        return {
+            "processed": self.processed,
+            "dead_lettered": self.dead_lettered,
+            "filtered": self.filtered,
+            "late_dropped": self.late_dropped,
+            "reasons": dict(self.reasons),
+            "outputs_suppressed": self.outputs_suppressed,
+            "letters_suppressed": self.letters_suppressed,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PartitionCounters:
-        return cls(int(data.get("processed", 0)), int(data.get("dead_lettered", 0)), int(data.get("filtered", 0)), int(data.get("late_dropped", 0)), dict(data.get("reasons", {})))
+        return cls(
+            int(data.get("processed", 0)),
+            int(data.get("dead_lettered", 0)),
+            int(data.get("filtered", 0)),
+            int(data.get("late_dropped", 0)),
+            dict(data.get("reasons", {})),
+            int(data.get("outputs_suppressed", 0)),
+            int(data.get("letters_suppressed", 0)),
+        )
 
 
 @dataclass
@@ -118,6 +142,14 @@ class ProcessorStats:
                 out[kind] = out.get(kind, 0) + n
         return out
 
+    @property
+    def outputs_suppressed(self) -> int:
+        return sum(c.outputs_suppressed for c in self.partitions.values())
+
+    @property
+    def letters_suppressed(self) -> int:
+        return sum(c.letters_suppressed for c in self.partitions.values())
+
 
 @dataclass
 class _CheckpointJob:
@@ -138,6 +170,7 @@ class _Inflight:
     raw: RawBatch
     parts: list[tuple[int, RawBatch]]
     started: float
+    first_offsets: dict[int, int]
     results: dict[int, BatchResult] = field(default_factory=dict)
     letters: list[DeadLetter] = field(default_factory=list)
     outputs: dict[str, list[tuple[int, np.ndarray, pa.Table]]] = field(default_factory=dict)
@@ -153,6 +186,7 @@ class _Pending:
     results: dict[int, BatchResult]
     next_offsets: dict[int, int]
     started: float
+    first_offsets: dict[int, int] = field(default_factory=dict)
 
 
 class PipelineProcessor:
@@ -171,6 +205,9 @@ class PipelineProcessor:
             start, the beginning of the log); a replay from chosen offsets.
         background_checkpoints: write periodic checkpoints on a background thread, so a slow
             storage write does not hold up batches (the actors do; tests may keep it simple).
+
+    Sinks with a ``log`` (read back) and ``encode``/``produce`` (Kafka output topics), and a
+    dead-letter sink with a ``log``, get an output guard each (:mod:`.output_guard`).
 
     Raises:
         ValueError: a sink step has no sink.
@@ -210,9 +247,18 @@ class PipelineProcessor:
         self.background_checkpoints = background_checkpoints
         self._last_checkpoint = time.monotonic()
         self._dirty = False
+        self._guards = {
+            name: OutputGuard(sink.log, pipeline=pipeline.name, source_topic=pipeline.topic, sink=name)
+            for name, sink in self.sinks.items()
+            if getattr(sink, "log", None) is not None and hasattr(sink, "encode") and hasattr(sink, "produce")
+        }
+        self._letter_guard = None
+        if getattr(dead_letters, "log", None) is not None:
+            self._letter_guard = OutputGuard(dead_letters.log, pipeline=pipeline.name, source_topic=pipeline.topic)
         highs = source.high_watermarks()
         partitions = list(getattr(source, "partitions", []) or highs)
         seek: dict[int, int] = {}
+        restored: dict[int, Checkpoint] = {}
         for p in partitions:
             state = None
             if checkpoints is not None:
@@ -224,6 +270,7 @@ class PipelineProcessor:
                     self.stats.discarded_checkpoints[p] = ckpt.next_offset
                     ckpt = None
                 if ckpt is not None:
+                    restored[p] = ckpt
                     state = ckpt.state
                     seek[p] = ckpt.next_offset
                     self.stats.next_offsets[p] = ckpt.next_offset
@@ -238,6 +285,29 @@ class PipelineProcessor:
             self.stats.partitions.setdefault(p, PartitionCounters())
         if seek:
             source.seek(seek)
+        self._needs_marks = self._restore_guards(partitions, restored)
+        if self._needs_marks:
+            for p in partitions:  # the first checkpoint covers every partition, from where it starts
+                self.stats.next_offsets.setdefault(p, seek.get(p, 0))
+
+    @property
+    def guards(self) -> list[OutputGuard]:
+        """The output guards: one per Kafka output sink, and the dead letters' (when guarded)."""
+        return [*self._guards.values(), *([self._letter_guard] if self._letter_guard is not None else [])]
+
+    def _restore_guards(self, partitions: list[int], restored: Mapping[int, Checkpoint]) -> bool:
+        """Read back what was produced since each restored checkpoint; true when some partition has no marks yet."""
+        missing = False
+        for guard in self.guards:
+            starts = {}
+            for p in partitions:
+                marks = restored[p].extra.get("outputs", {}).get(guard.key) if p in restored else None
+                if marks is None:
+                    missing = True
+                else:
+                    starts[p] = (restored[p].next_offset, marks)
+            guard.restore(starts)
+        return missing
 
     # ------------------------------------------------------------------ the loop
 
@@ -250,6 +320,10 @@ class PipelineProcessor:
         Raises:
             Exception: whatever a sink raised, or DecoderUnavailable; the call may simply be repeated.
         """
+        if self._needs_marks:
+            # A new run (or a checkpoint from before the guards) has no marks to find its outputs
+            # by after a crash: checkpoint before producing anything.
+            self.checkpoint()
         if self._pending is not None:
             pending = self._pending
             self._deliver(pending)
@@ -260,7 +334,7 @@ class PipelineProcessor:
                 self._maybe_checkpoint()
                 return 0
             parts = [(p, raw if len(rows) == len(raw) else _take(raw, rows)) for p, rows in _split(raw)]
-            self._inflight = _Inflight(raw, parts, time.perf_counter())
+            self._inflight = _Inflight(raw, parts, time.perf_counter(), {p: int(part.offsets[0]) for p, part in parts})
         inflight = self._inflight
         while inflight.parts:  # partitions already run are not run again after a retry
             p, part = inflight.parts[0]
@@ -268,29 +342,38 @@ class PipelineProcessor:
             result = runtime.process(part)  # DecoderUnavailable leaves this part for the next call
             inflight.parts.pop(0)
             inflight.results[p] = result
+            origin = {PIPELINE_HEADER: self.pipeline.name}
             inflight.letters.extend(
-                DeadLetter(topic=part.topic, partition=p, offset=int(part.offsets[i]), key=part.keys[i], value=part.values[i], reason=reason)
+                DeadLetter(topic=part.topic, partition=p, offset=int(part.offsets[i]), key=part.keys[i], value=part.values[i], reason=reason, headers=origin)
                 for i, reason in result.rejected
             )
             for name, table in result.outputs.items():
                 inflight.outputs.setdefault(name, []).append((p, result.source_offsets(name, part.offsets), table))
         raw = inflight.raw
         self._inflight = None
-        self._pending = _Pending(len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started)
+        self._pending = _Pending(
+            len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started, inflight.first_offsets
+        )
         self._deliver(self._pending)
         return len(raw)
 
     def _deliver(self, out: _Pending) -> None:
         # Each delivery is marked done as it succeeds, so a retry redoes only what failed.
         if out.letters:
-            self.dead_letters.send(out.letters)
+            self._send_letters(out)
             out.letters = []
         for name in list(out.outputs):
             sink = self.sinks[name]
             parts = out.outputs[name]
-            if hasattr(sink, "write_from"):
-                for p, offsets, table in parts:
-                    sink.write_from(p, offsets, table)
+            guard = self._guards.get(name)
+            if guard is not None:
+                while parts:
+                    self._produce(guard, sink, out, *parts[0])
+                    parts.pop(0)
+            elif hasattr(sink, "write_from"):
+                while parts:
+                    sink.write_from(*parts[0])
+                    parts.pop(0)
             else:
                 sink.write(parts[0][2] if len(parts) == 1 else pa.concat_tables([t for _, _, t in parts], promote_options="permissive"))
             del out.outputs[name]
@@ -301,9 +384,48 @@ class PipelineProcessor:
         s.batches += 1
         s.next_offsets.update(out.next_offsets)
         s.busy_s += time.perf_counter() - out.started
+        for guard in self.guards:
+            guard.advance(out.next_offsets)
         self._pending = None
         self._dirty = True
         self._maybe_checkpoint()
+
+    def _send_letters(self, out: _Pending) -> None:
+        """Send the batch's dead letters, less those the dead incarnation already sent."""
+        guard, letters = self._letter_guard, out.letters
+        if guard is None:
+            self.dead_letters.send(letters)
+            return
+        parts = sorted({letter.partition for letter in letters})
+        for p in parts:
+            guard.refresh(p, out.first_offsets.get(p, 0))
+        keep = {p: iter(guard.keep_letters(p, [x.offset for x in letters if x.partition == p])) for p in parts}
+        kept = [x for x in letters if next(keep[x.partition])]
+        try:
+            self.dead_letters.send(kept)
+        except Exception:
+            for p in parts:
+                guard.invalidate(p)
+            raise
+        for p in parts:
+            n = sum(1 for x in letters if x.partition == p) - sum(1 for x in kept if x.partition == p)
+            self.stats.partitions.setdefault(p, PartitionCounters()).letters_suppressed += n
+
+    def _produce(self, guard: OutputGuard, sink: Any, out: _Pending, p: int, offsets: np.ndarray, table: pa.Table) -> None:
+        """Produce one partition's rows for a guarded sink, less those the dead incarnation already produced."""
+        guard.refresh(p, out.first_offsets.get(p, 0))
+        # An aggregate row comes from no single message: it is labelled with the batch's last offset.
+        origin = np.where(offsets >= 0, offsets, out.next_offsets[p] - 1).tolist()
+        encoded = sink.encode(table)
+        keep = guard.keep_rows(p, encoded)
+        headers = guard.row_headers(p, origin)
+        messages = [(k, v, h) for (k, v), h, ok in zip(encoded, headers, keep) if ok]
+        try:
+            sink.produce(messages)
+        except Exception:
+            guard.invalidate(p)
+            raise
+        self.stats.partitions.setdefault(p, PartitionCounters()).outputs_suppressed += len(encoded) - len(messages)
 
     def _maybe_checkpoint(self) -> None:
         self._finish_background()
@@ -326,11 +448,23 @@ class PipelineProcessor:
         self._join_background()
         detached = {name: sink.detach() for name, sink in self.sinks.items() if hasattr(sink, "detach")}
         offsets = dict(self.stats.next_offsets)
+        # Every earlier output is acknowledged (sends are synchronous): what lies past these
+        # watermarks was produced from the offsets after this checkpoint.
+        captured = [(guard, guard.capture()) for guard in self.guards]
         saves = [
-            (self._stores[p], self._runtimes[p].snapshot(), offsets[p], {"counters": self.stats.partitions[p].to_json()})
+            (
+                self._stores[p],
+                self._runtimes[p].snapshot(),
+                offsets[p],
+                {"counters": self.stats.partitions[p].to_json(), "outputs": {g.key: g.marks(p, hw) for g, hw in captured}},
+            )
             for p in self._stores
             if p in offsets
         ]
+        if not self._stores:
+            for guard, hw in captured:  # no checkpoints: the marks still serve a retry after a failed send
+                for p in self._runtimes:
+                    guard.marks(p, hw)
         self._last_checkpoint = time.monotonic()
         self._dirty = False
         job = _CheckpointJob(detached, saves, offsets)
@@ -364,6 +498,7 @@ class PipelineProcessor:
         if job.offsets:
             self.source.commit(job.offsets)
         self.stats.checkpoints += 1
+        self._needs_marks = False
 
     def _finish_background(self) -> None:
         if self._writer is not None and not self._writer.is_alive():
@@ -388,11 +523,13 @@ class PipelineProcessor:
         return self._runtimes[partition]
 
     def close(self, checkpoint: bool = True) -> None:
-        """Checkpoint (unless told not to), then close the source."""
+        """Checkpoint (unless told not to), then close the source and the guards' read-back connections."""
         self._join_background()
         if checkpoint and (self._dirty or self._pending is not None):
             self.checkpoint()
         self.source.close()
+        for guard in self.guards:
+            guard.close()
 
 
 def _split(raw: RawBatch) -> list[tuple[int, np.ndarray]]:

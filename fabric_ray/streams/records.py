@@ -7,7 +7,15 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["DeadLetter", "DeadLetterSink", "RawBatch", "Source"]
+__all__ = ["DeadLetter", "DeadLetterSink", "Produced", "RawBatch", "Source"]
+
+# Headers on every message the fabric produces (output topics and the dead-letter topic): where it came from.
+PIPELINE_HEADER = "fabric.pipeline"
+SINK_HEADER = "fabric.sink"
+REASON_HEADER = "fabric.reason"
+SOURCE_TOPIC_HEADER = "fabric.source.topic"
+SOURCE_PARTITION_HEADER = "fabric.source.partition"
+SOURCE_OFFSET_HEADER = "fabric.source.offset"
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class DeadLetter:
         key: original key bytes.
         value: original payload bytes, unchanged.
         reason: what was wrong, naming the field and the value where there is one.
+        headers: more headers for the dead-letter topic (the processor adds ``fabric.pipeline``).
     """
 
     topic: str
@@ -88,13 +97,32 @@ class DeadLetter:
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """Headers for the dead-letter topic: the reason and where the message came from."""
         base = {
-            "fabric.reason": self.reason,
-            "fabric.source.topic": self.topic,
-            "fabric.source.partition": str(self.partition),
-            "fabric.source.offset": str(self.offset),
+            REASON_HEADER: self.reason,
+            SOURCE_TOPIC_HEADER: self.topic,
+            SOURCE_PARTITION_HEADER: str(self.partition),
+            SOURCE_OFFSET_HEADER: str(self.offset),
             **self.headers,
         }
         return [(k, v.encode()) for k, v in base.items()]
+
+
+@dataclass(frozen=True)
+class Produced:
+    """A message read back from a topic the fabric writes to (see :mod:`.output_guard`).
+
+    Attributes:
+        partition: partition of the output topic.
+        offset: offset in that partition.
+        key: message key.
+        value: message payload.
+        headers: headers, decoded as UTF-8 (the last value of a repeated name wins).
+    """
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
 
 
 class Source(Protocol):

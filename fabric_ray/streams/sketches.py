@@ -114,7 +114,9 @@ def hash64(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
-    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+    if pa.types.is_boolean(t):
+        arr, t = arr.cast(pa.int8()), pa.int8()  # fill_null(0) refuses booleans; True/False hash as 1/0
+    if pa.types.is_integer(t):
         raw = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
         bits = raw.astype(np.int64).view(np.uint64) if raw.dtype != np.uint64 else raw
         out = mix64(bits)

@@ -72,7 +72,7 @@ def test_owner_status_from_empty_report_has_defaults():
 def test_summarize_totals():
     owners = [
         OwnerStatus("a", (0, 1), processed=10, dead_lettered=1, lag={0: 2, 1: 3}, throughput_eps=5.0, restarts=1, reasons={"late event": 1}),
-        OwnerStatus("b", (2,), processed=7, dead_lettered=0, offset_gaps=4, lag={2: 0}, throughput_eps=2.5),
+        OwnerStatus("b", (2,), processed=7, dead_lettered=0, offset_gaps=4, lag={2: 0}, throughput_eps=2.5, outputs_suppressed=3),
     ]
     s = summarize(owners)
     assert s == {
@@ -85,6 +85,8 @@ def test_summarize_totals():
         "throughput_eps": 7.5,
         "restarts": 1,
         "reasons": {"late event": 1},
+        "outputs_suppressed": 3,
+        "letters_suppressed": 0,
         "caught_up": False,
     }
 
