@@ -1,4 +1,4 @@
-"""The ``fabric`` command line: demo, up, status, down, products.
+"""The ``fabric`` command line: demo, up, status, down, products, etl.
 
 Every command reads the configuration from ``--config`` (or ``$FABRIC_CONFIG``) and ``FABRIC_*``
 environment variables; with neither, everything runs embedded on this machine.
@@ -399,6 +399,174 @@ def _add_products_parser(sub: Any) -> None:
     show.set_defaults(func=cmd_products_show)
 
 
+# -- etl -----------------------------------------------------------------------------------------
+def _run_store(config: FabricConfig, create: bool):
+    """The ETL run store at ``config.metadata_url``; None when it is a SQLite file not made yet and ``create`` is false."""
+    from fabric_ray.etl.runs import EtlRunStore
+    from fabric_ray.governance.registry_store import sqlite_file
+
+    path = sqlite_file(config.metadata_url)
+    if path is not None and not path.exists() and not create:
+        return None
+    return EtlRunStore(config.metadata_url)
+
+
+def _print_gate(gate: Any) -> None:
+    from fabric_ray.etl.runner import gate_text
+
+    text = gate_text(gate)
+    if text:
+        print()
+        print(text)
+
+
+def cmd_etl_run(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.etl.pipeline import EtlPipelineError, load_pipeline
+    from fabric_ray.etl.runner import format_run, run_etl, submit_etl
+    from fabric_ray.governance.registry_store import StoreError
+
+    prog = "fabric etl run"
+    try:
+        pipeline = load_pipeline(args.pipeline)
+    except EtlPipelineError as exc:
+        return _problems(prog, [str(exc)], "nothing ran")
+    if args.submit:
+        try:
+            return submit_etl(
+                args.pipeline, config, config_path=args.config, working_dir=args.working_dir,
+                address=args.address, json_output=args.json,
+            )
+        except (ValueError, RuntimeError) as exc:
+            return _problems(prog, [str(exc)], "nothing submitted")
+    try:
+        record = run_etl(pipeline, config, progress=not args.no_progress)
+    except StoreError as exc:
+        return _problems(prog, [str(exc)], "nothing ran")
+    if args.json:
+        print(json.dumps(record.to_dict(), default=str))
+        return record.exit_code
+    print(format_run(record))
+    _print_gate(record.gate)
+    return record.exit_code
+
+
+def cmd_etl_runs(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.governance.registry_store import StoreError, mask_url
+
+    try:
+        store = _run_store(config, create=False)
+    except StoreError as exc:
+        return _problems("fabric etl runs", [str(exc)], "cannot read the metadata store")
+    records = [] if store is None else store.list(pipeline=args.pipeline, limit=args.limit)
+    if store is not None:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        return 0
+    if not records:
+        print(f"no ETL runs in {mask_url(config.metadata_url)}" + (f" for pipeline {args.pipeline!r}" if args.pipeline else ""))
+        return 0
+    rows = [
+        (
+            r.run_id[:12], r.pipeline, r.status, r.started_at[:19].replace("T", " "),
+            "-" if r.duration_s is None else f"{r.duration_s:.1f}",
+            "-" if r.rows_in is None else f"{r.rows_in:,}", "-" if r.rows_out is None else f"{r.rows_out:,}",
+            f"{(r.outputs or {}).get('dataset', '-')}" + (f" v{r.outputs['version']}" if (r.outputs or {}).get("version") is not None else ""),
+        )
+        for r in records
+    ]
+    _print_table(rows, ("run", "pipeline", "status", "started (UTC)", "seconds", "rows in", "rows out", "output"))
+    return 0
+
+
+def cmd_etl_show(config: FabricConfig, args: argparse.Namespace) -> int:
+    from fabric_ray.etl.runner import format_run
+    from fabric_ray.governance.registry_store import StoreError, mask_url
+
+    prog = "fabric etl show"
+    try:
+        store = _run_store(config, create=False)
+        record = None if store is None else store.get(args.run_id)
+    except (StoreError, LookupError) as exc:
+        return _problems(prog, [str(exc)], "see `fabric etl runs`")
+    if store is not None:
+        store.close()
+    if record is None:
+        return _problems(prog, [f"no ETL run {args.run_id!r} in {mask_url(config.metadata_url)}"], "see `fabric etl runs`")
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2, default=str))
+        return 0
+    print(format_run(record))
+    if record.profile:
+        from fabric_ray.etl.runner import profile_text
+
+        print()
+        print(profile_text(record.profile))
+    _print_gate(record.gate)
+    return 0
+
+
+def _add_etl_parser(sub: Any) -> None:
+    config_help = "path to fabric.yaml (as before the command): storage root, metadata store, Kafka and Ray"
+    etl = sub.add_parser(
+        "etl",
+        help="run declarative batch pipelines on Ray Data and list their runs (run, runs, show)",
+        description="ETL pipelines are YAML files: read (Parquet/CSV/JSON files under the storage root or any "
+        "file:// or s3:// URI, the stream archive, a dataset, or a bounded Kafka range), transforms (built-ins and "
+        "module:function on Arrow tables), checks (a quality gate) and write (a partitioned Parquet dataset). A "
+        "run publishes its rows in one commit only if every check passes; see docs/etl.md. Runs are recorded in "
+        "the metadata store (metadata.url).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = etl.add_subparsers(dest="etl_command", required=True, metavar="ACTION")
+
+    run = actions.add_parser(
+        "run",
+        help="run one pipeline: read, transform, check, and publish only if the gate passes",
+        description="Validate PIPELINE.yaml, run it on Ray Data (the cluster at ray.address, or a local one "
+        "started for the run), and print the run summary and the quality gate's table. Every block is staged "
+        "(written, unpublished) as it is processed; when every check passes, one commit publishes all of them, "
+        "otherwise they are deleted and nothing is published. Exit codes: 0 succeeded, 1 the quality gate "
+        "failed, 2 an error (invalid pipeline, unreadable input, storage or metadata store unreachable).",
+    )
+    run.add_argument("pipeline", metavar="PIPELINE.yaml", help="the pipeline file; module:function transforms are imported from its folder")
+    run.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    run.add_argument(
+        "--submit", action="store_true",
+        help="submit the run as a Ray job to the configured cluster (ray.address, or the dashboard of `fabric up`) "
+        "with the working directory uploaded, wait for it, print its output; the exit code is the job's run's",
+    )
+    run.add_argument("--working-dir", default=".", help="with --submit: the folder uploaded with the job; it must hold the pipeline and config files (default: .)")
+    run.add_argument("--address", help="with --submit: the cluster's Ray or dashboard address (default: ray.address, else the fabric started by `fabric up`)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--json", action="store_true", help="print the run record as one JSON line instead of the summary")
+    run.set_defaults(func=cmd_etl_run)
+
+    runs = actions.add_parser(
+        "runs",
+        help="list recorded runs, newest first",
+        description="Print the recorded ETL runs as a table: run id (prefix), pipeline, status (succeeded, gate_failed, "
+        "failed, running), start time, duration, rows read and written, and the dataset version published.",
+    )
+    runs.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    runs.add_argument("--json", action="store_true", help="print the full records as JSON")
+    runs.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    runs.set_defaults(func=cmd_etl_runs)
+
+    show = actions.add_parser(
+        "show",
+        help="show one run: inputs, outputs, error, profile and gate report",
+        description="Print one recorded run: status, rows, duration, inputs, the dataset version and files it "
+        "published, the error of a failed run, the data profile per column and the quality gate's checks with "
+        "sample failing rows. Exits 2 when there is no such run.",
+    )
+    show.add_argument("run_id", metavar="RUN_ID", help="the run id, or a unique prefix of at least 6 characters")
+    show.add_argument("--json", action="store_true", help="print the record as JSON")
+    show.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    show.set_defaults(func=cmd_etl_show)
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fabric`` command."""
@@ -458,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     _add_products_parser(sub)
+    _add_etl_parser(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 __all__ = [
     "ConfigError",
+    "EtlConfig",
     "FabricConfig",
     "KafkaConfig",
     "MetadataConfig",
@@ -226,6 +227,24 @@ class RegistryConfig(_Section):
     route_prefix: str = Field(default="/schema-registry", pattern="^/.")
 
 
+class EtlConfig(_Section):
+    """Batch ETL runs (``fabric etl run``, :func:`fabric_ray.etl.runner.run_etl`).
+
+    Attributes:
+        block_bytes: target uncompressed bytes of one block: what one Ray Data task transforms,
+            checks and stages (Parquet inputs are cut at row groups to fit; CSV and JSON files
+            are one block each). Smaller blocks spread a run over more CPUs in less memory, but
+            stage more, smaller files (one per block and partition).
+        sample_rows: input rows read to infer a new dataset's schema when the pipeline declares none.
+        object_store_bytes: most object-store memory a run's blocks may hold at once
+            (``None``: Ray Data's default share of the cluster's object store).
+    """
+
+    block_bytes: int = Field(default=16 * 2**20, ge=2**20)
+    sample_rows: int = Field(default=10_000, ge=1)
+    object_store_bytes: int | None = Field(default=None, ge=2**20)
+
+
 class FabricConfig(BaseSettings):
     """The whole fabric's configuration: one frozen tree, passed to every component.
 
@@ -248,6 +267,7 @@ class FabricConfig(BaseSettings):
     serving: ServingConfig = ServingConfig()
     registry: RegistryConfig = RegistryConfig()
     metadata: MetadataConfig = MetadataConfig()
+    etl: EtlConfig = EtlConfig()
 
     @classmethod
     def settings_customise_sources(

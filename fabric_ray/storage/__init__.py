@@ -13,6 +13,7 @@ from fabric_ray.storage.dataset import (
     SchemaEvolutionError,
     Snapshot,
 )
+from fabric_ray.storage.shard import StorageShard
 from fabric_ray.storage.fs import RetryPolicy, StorageError, StorageLocation, check_location, open_location
 from fabric_ray.storage.partitioning import (
     Composite,
@@ -40,6 +41,7 @@ __all__ = [
     "Snapshot",
     "StorageError",
     "StorageLocation",
+    "StorageShard",
     "TimePartitioning",
     "Unpartitioned",
     "check_location",

@@ -163,6 +163,20 @@ def _stat(value: Any) -> Any:
     return value if isinstance(value, _STAT_TYPES) and not (isinstance(value, float) and value != value) else None
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How data files are written: snappy, with dictionary encoding for text-like columns only.
+
+    Dictionary-encoding every column (pyarrow's default) costs about three times the write time
+    on numeric columns, whose values are mostly distinct, and makes their files no smaller.
+
+    Example:
+        >>> parquet_options(pa.schema([("x", pa.int64()), ("c", pa.string())]))
+        {'compression': 'snappy', 'use_dictionary': ['c']}
+    """
+    texty = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_boolean, pa.types.is_dictionary)
+    return {"compression": "snappy", "use_dictionary": [f.name for f in schema if any(is_(f.type) for is_ in texty)]}
+
+
 class Dataset:
     """A Parquet dataset on storage (see the module docstring). Picklable: Ray workers can stage.
 
@@ -312,7 +326,7 @@ class Dataset:
         rel = f"{folder}/" if folder else ""
         rel += f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex}.parquet"
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, **parquet_options(table.schema))
         data = sink.getvalue().to_pybytes()
         self.location.write_bytes(rel, data)
         return DataFile(rel, dict(partition), table.num_rows, len(data), self._stats(table))

@@ -1,0 +1,5 @@
+import sys
+
+from fabric_ray.demo.etl import main
+
+sys.exit(main())
