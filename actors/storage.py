@@ -72,11 +72,16 @@ class StorageShardActor:
         dataset: the dataset.
         shard_id: this shard.
         shards: how many shards share the dataset.
-        options: ``flush_rows``, ``flush_bytes``, ``flush_age_s`` for the shard.
+        options: ``flush_rows``, ``flush_bytes``, ``flush_age_s`` for the shard, and
+            ``compact_every_flushes`` (default 8; 0: never): after that many flushes the shard
+            compacts the small files of the partitions it owns, in the background.
     """
 
     def __init__(self, dataset: Dataset, shard_id: int, shards: int, options: Mapping[str, Any] | None = None) -> None:
-        self._shard = StorageShard.restore(dataset, shard_id, shards, **dict(options or {}))
+        options = dict(options or {})
+        self._compact_every = int(options.pop("compact_every_flushes", 8))
+        self._flushes_since_compaction = 0
+        self._shard = StorageShard.restore(dataset, shard_id, shards, **options)
         self._last_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -92,8 +97,11 @@ class StorageShardActor:
             if self._stop.is_set():
                 return
             try:
-                if self._shard.flush_due():
-                    self._shard.flush()
+                if self._shard.flush_due() and self._shard.flush() is not None:
+                    self._flushes_since_compaction += 1
+                if self._compact_every and self._flushes_since_compaction >= self._compact_every:
+                    self._flushes_since_compaction = 0
+                    self._shard.compact()
                 backoff_s = self._tick_s
             except Exception:  # noqa: BLE001 - rows stay buffered and durable; reported in stats()
                 self._last_error = traceback.format_exc(limit=3)

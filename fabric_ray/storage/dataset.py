@@ -39,7 +39,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -589,7 +589,8 @@ class Dataset:
 
     # -- maintenance --------------------------------------------------------------------------------
 
-    def compact(self, *, target_file_bytes: int = 128 * 2**20, min_files: int = 4, metadata: Mapping[str, Any] | None = None) -> Commit | None:
+    def compact(self, *, target_file_bytes: int = 128 * 2**20, min_files: int = 4, metadata: Mapping[str, Any] | None = None,
+                partitions: Callable[[Mapping[str, str]], bool] | None = None) -> Commit | None:
         """Rewrite each partition's small files (under half of ``target_file_bytes``) into larger ones, in one commit.
 
         A partition is compacted when it has ``min_files`` or more small files; they are packed,
@@ -599,6 +600,10 @@ class Dataset:
         appends are kept; a concurrent compaction of the same files makes this one fail with
         :class:`CommitConflict` (its new files are then deleted).
 
+        Args:
+            partitions: compact only partitions for which this returns true (a storage shard
+                compacts the buckets it owns, so shards never race each other); ``None``: all.
+
         Returns:
             The commit, or ``None`` when no partition needed it.
         """
@@ -607,7 +612,7 @@ class Dataset:
         state = self._refresh()
         groups: dict[str, list[DataFile]] = {}
         for f in state.files.values():
-            if f.bytes < target_file_bytes // 2:
+            if f.bytes < target_file_bytes // 2 and (partitions is None or partitions(f.partition)):
                 groups.setdefault(path_of(f.partition), []).append(f)
         bins: list[list[DataFile]] = []
         for files in groups.values():

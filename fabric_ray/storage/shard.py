@@ -64,7 +64,7 @@ from fabric_ray.storage import timeseries as ts
 from fabric_ray.storage.dataset import Commit, Dataset
 from fabric_ray.storage.partitioning import Composite, HashBuckets, KeyRanges, Partitioning, PartitioningError
 
-__all__ = ["ShardError", "ShardFencedError", "StorageShard", "owner_shards", "wal_segment_name"]
+__all__ = ["ShardError", "ShardFencedError", "StorageShard", "owner_shards", "owns_partition", "wal_segment_name"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,19 @@ def _shard_part(partitioning: Partitioning) -> HashBuckets | KeyRanges | None:
 def _shard_column(partitioning: Partitioning) -> str | None:
     part = _shard_part(partitioning)
     return part.column if part is not None else None
+
+
+def owns_partition(partition: Mapping[str, str], partitioning: Partitioning, shard_id: int, shards: int) -> bool:
+    """Whether shard ``shard_id`` of ``shards`` owns the data files of ``partition`` (a folder's values).
+
+    Example:
+        >>> owns_partition({"k_bucket": "5"}, HashBuckets("k", 8), 1, 4)
+        True
+    """
+    part = _shard_part(partitioning)
+    if part is None or shards == 1 or part.field not in partition:
+        return shard_id == 0
+    return int(partition[part.field]) % shards == shard_id
 
 
 def owner_shards(table: pa.Table, partitioning: Partitioning, shards: int) -> np.ndarray:
@@ -437,6 +450,27 @@ class StorageShard:
                 self._undeleted.extend(s.seq for s in segments)
             self._retry_deletes()
             return commit
+
+    def compact(self, *, target_file_bytes: int = 128 * 2**20, min_files: int = 4) -> Commit | None:
+        """Compact the small files of the partitions this shard owns (see :meth:`Dataset.compact`).
+
+        Each shard compacts only its own buckets or ranges, so shards of one dataset never
+        compact the same files; readers see the same rows before and after.
+
+        Returns:
+            The commit, or ``None`` when no owned partition had ``min_files`` small files.
+        """
+        part, shard_id, shards = self.dataset.spec.partitioning, self.shard_id, self.shards
+        commit = self.dataset.compact(
+            target_file_bytes=target_file_bytes,
+            min_files=min_files,
+            metadata={"shard": shard_id, "shards": shards},
+            partitions=lambda partition: owns_partition(partition, part, shard_id, shards),
+        )
+        if commit is not None:
+            with self._lock:
+                self._counters["compactions"] = self._counters.get("compactions", 0) + 1
+        return commit
 
     def _stage(self, table: pa.Table) -> list:
         return self.dataset.stage(table)

@@ -117,3 +117,27 @@ def test_the_background_flusher_commits_by_age(ray_cluster, s3_endpoint):
         assert Dataset.open(ds.location).read().num_rows == 300
     finally:
         router.stop(drain=False)
+
+
+def test_shards_compact_their_own_small_files_in_the_background(ray_cluster, s3_endpoint):
+    ds = _dataset(s3_endpoint, f"compacted_{uuid.uuid4().hex[:8]}")
+    router = StorageShards.start(ds, 2, flush_rows=10**6, flush_age_s=0.05, compact_every_flushes=2)
+    try:
+        written = [_batch(200, seed) for seed in range(10, 16)]
+        for batch in written:
+            router.write(batch)
+            deadline = time.monotonic() + 30  # wait for each batch's flush, so there are many small files
+            while sum(s["rows_buffered"] for s in router.stats()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while sum(s.get("compactions", 0) for s in router.stats()) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(s.get("compactions", 0) for s in router.stats()) >= 1
+        assert [s["last_error"] for s in router.stats()] == [None, None]
+        history = Dataset.open(ds.location).history()
+        assert any(c.operation == "compact" for c in history)
+        everything = pa.concat_tables(written)
+        stored = Dataset.open(ds.location).read()
+        assert sorted(stored["ts"].to_pylist()) == sorted(everything["ts"].to_pylist())
+    finally:
+        router.stop(drain=False)

@@ -344,3 +344,25 @@ def test_reads_during_concurrent_flushes_see_every_acknowledged_row_once(storage
     thread.join()
     assert not errors
     assert sorted(shard.scan(None, None)["ts"].to_pylist()) == list(range(40))
+
+
+def test_a_shard_compacts_only_the_partitions_it_owns_and_readers_see_the_same_rows(storage_root):
+    ds = make_dataset(storage_root, HashBuckets("sensor", 4))
+    shards = [StorageShard(ds, i, 2, flush_rows=10**6, flush_age_s=3600) for i in range(2)]
+    everything = []
+    for seed in range(5):  # five flushes: five small files in every bucket
+        batch = rows(200, seed)
+        everything.append(batch)
+        for i, shard in enumerate(shards):
+            shard.write(owned(batch, ds, i, 2))
+            shard.flush()
+    before = {f.path for f in ds.snapshot().files}
+    commit = shards[1].compact(min_files=4)
+    assert commit is not None and commit.operation == "compact"
+    removed = {p for p in before if p not in {f.path for f in ds.snapshot().files}}
+    buckets = {path.split("/")[0] for path in removed}
+    assert buckets == {"sensor_bucket=1", "sensor_bucket=3"}  # shard 1 of 2 owns the odd buckets
+    assert row_set(ds.read()) == row_set(pa.concat_tables(everything))
+    assert shards[1].stats()["compactions"] == 1
+    assert shards[1].compact(min_files=4) is None  # nothing small left in its buckets
+    assert shards[0].compact(min_files=4) is not None
