@@ -17,7 +17,8 @@ The steps, identical on both sides:
   :func:`~fabric_ray.etl.runner.run_etl` on a local Ray cluster of ``--cpus`` CPUs: blocks are
   transformed, staged, checked and profiled in parallel tasks, then published in one commit (it
   also builds the run's data profile and records the run, which pandas does not). Ray is started,
-  and a small warm-up run done, before the clock starts.
+  and a warm-up run over one input file per CPU done (it starts the worker processes), before the
+  clock starts.
 - **pandas**: ``pd.read_parquet`` of every file, the same filter and columns with NumPy, the
   checks (``duplicated`` for uniqueness), the day as a categorical and
   ``DataFrame.to_parquet(partition_cols=["date"])``; in one process of its own.
@@ -286,7 +287,12 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
         config = load_config(None, home=str(work / "home"), storage={"root": f"file://{work / 'storage'}"}, ray={"num_cpus": args.cpus})
         ensure_ray(config.ray)
         exit_on_sigterm()
-        warm = run_etl(pipeline(f"file://{files[0]}", "warmup"), config, progress=False)  # starts the workers
+        # one small file per CPU, so that every worker process is started before the clock starts
+        warm_input = work / "warmup-input"
+        warm_input.mkdir()
+        for f in files[: args.cpus]:
+            (warm_input / f.name).symlink_to(f)
+        warm = run_etl(pipeline(f"file://{warm_input}", "warmup"), config, progress=False)
         assert warm.status == "succeeded", warm.error
         say(f"fabric_ray: Ray up with {args.cpus} CPUs, warm-up run done; running the pipeline")
         with PeakRss(os.getpid()) as peak:

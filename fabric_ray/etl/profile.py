@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fabric_ray.etl.quantiles import DEFAULT_K, GRID_SIZE, QuantileSketch
-from fabric_ray.streams.sketches import estimate, hash64, update_registers
+from fabric_ray.streams.sketches import estimate, hash64
 
 __all__ = [
     "QUANTILES",
@@ -151,6 +151,28 @@ def _sorted_unique(h: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
+def _hll_update(registers: np.ndarray, h: np.ndarray, precision: int) -> None:
+    """Fold uint64 hashes into one HyperLogLog sketch in place: the registers of
+    :func:`fabric_ray.streams.sketches.update_registers` (top ``precision`` bits choose the
+    register, the rank of the first set bit below them is the value), in fewer passes.
+
+    The bit length of ``w = h << precision`` is read from the float exponent of ``w >> 11``
+    (under 2**53, so exact), or of ``w``'s low 11 bits where those are all it has.
+    """
+    if not len(h):
+        return
+    p = np.uint64(precision)
+    reg = (h >> (np.uint64(64) - p)).astype(np.intp)
+    w = h << p
+    _, bits = np.frexp((w >> np.uint64(11)).astype(np.float64))
+    bits += 11
+    low = bits == 11  # w >> 11 == 0: rare (1 in 2**(53 - precision))
+    if low.any():
+        bits[low] = np.frexp((w[low] & np.uint64(0x7FF)).astype(np.float64))[1]
+    rho = np.minimum(65 - bits, 65 - precision).astype(np.uint8)
+    np.maximum.at(registers, reg, rho)
+
+
 class _Distinct:
     """Distinct values: exact 64-bit hashes up to a threshold, then HyperLogLog registers."""
 
@@ -161,16 +183,23 @@ class _Distinct:
         self.hashes: np.ndarray | None = np.empty(0, dtype=np.uint64)
         self.registers: np.ndarray | None = None
 
-    def add(self, h: np.ndarray) -> None:
+    def add(self, h: np.ndarray, *, unique: bool = False) -> None:
+        """Fold in value hashes; ``unique``: they are of distinct values (so past the threshold
+        already, the set need not be sorted to know it)."""
         if not len(h):
             return
         if self.registers is None:
-            u = _sorted_unique(np.concatenate([self.hashes, h]))
-            if len(u) <= self.threshold:
-                self.hashes = u
-                return
-            self.registers, self.hashes, h = np.zeros(1 << self.precision, dtype=np.uint8), None, u
-        update_registers(self.registers, np.zeros(len(h), dtype=np.int64), h, self.precision)
+            registers = np.zeros(1 << self.precision, dtype=np.uint8)
+            if unique and len(h) > self.threshold:
+                _hll_update(registers, self.hashes, self.precision)
+            else:
+                u = _sorted_unique(np.concatenate([self.hashes, h]))
+                if len(u) <= self.threshold:
+                    self.hashes = u
+                    return
+                h = u
+            self.registers, self.hashes = registers, None
+        _hll_update(self.registers, h, self.precision)
 
     def merge(self, other: _Distinct) -> None:
         if other.registers is None:
@@ -179,7 +208,7 @@ class _Distinct:
         if self.registers is None:
             mine, self.hashes = self.hashes, None
             self.registers = other.registers.copy()
-            update_registers(self.registers, np.zeros(len(mine), dtype=np.int64), mine, self.precision)
+            _hll_update(self.registers, mine, self.precision)
         else:
             self.registers = np.maximum(self.registers, other.registers)
 
@@ -289,36 +318,53 @@ class _ColumnAcc:
             if nan.any():
                 self.nans += int(nan.sum())
                 raw = raw[~nan]
-                arr = pa.array(raw, type=t)
             if not len(raw):
                 return
-        self._fold(raw, arr)
+        self._fold(raw)
 
     def _update_timestamp(self, arr: pa.Array) -> None:
-        us = to_epoch_us(arr)
-        self._fold(us, pa.array(us, pa.int64()))
+        self._fold(to_epoch_us(arr))
 
-    def _fold(self, raw: np.ndarray, arr: pa.Array) -> None:
-        self.min = _lesser(self.min, _py(raw.min()))
-        self.max = _greater(self.max, _py(raw.max()))
+    def _fold(self, raw: np.ndarray) -> None:
+        """Numbers (no NaN, no nulls): one sort gives the extremes, the sketch's input and the
+        distinct values, so only distinct values are hashed."""
         x = raw.astype(np.float64, copy=False)
         finite = np.isfinite(x)
         self.moments.add(x if finite.all() else x[finite])
-        self.sketch.update(x)
+        ordered = np.sort(raw)
+        self.min = _lesser(self.min, _py(ordered[0]))
+        self.max = _greater(self.max, _py(ordered[-1]))
+        self.sketch.update(ordered.astype(np.float64, copy=False), assume_sorted=True)
         if self.distinct is not None:
-            self.distinct.add(hash64(arr))
+            keep = np.empty(len(ordered), dtype=bool)
+            keep[0] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+            distinct = ordered[keep] if not keep.all() else ordered
+            self.distinct.add(hash64(pa.array(distinct)), unique=True)
 
     def _update_string(self, arr: pa.Array) -> None:
-        mm = pc.min_max(arr)
+        if self.categories is not None:
+            vc = pc.value_counts(arr)
+            if len(vc) <= self.max_categories:  # the few values tell the extremes and lengths
+                values = vc.field("values")
+                counts = vc.field("counts").to_numpy(zero_copy_only=False)
+                self._string_stats(values, counts)
+                self._add_categories(dict(zip(values.to_pylist(), counts.tolist())))
+                if self.categories is None:  # past max_categories with earlier batches
+                    self.distinct.add(hash64(values))
+                return
+            self._overflow()
+        self._string_stats(arr, None)
+        self.distinct.add(hash64(arr))
+
+    def _string_stats(self, values: pa.Array, counts: np.ndarray | None) -> None:
+        mm = pc.min_max(values)
         self.min = _lesser(self.min, mm["min"].as_py())
         self.max = _greater(self.max, mm["max"].as_py())
-        lengths = pc.utf8_length(arr).to_numpy(zero_copy_only=False)
+        lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
         self.length_min = _lesser(self.length_min, int(lengths.min()))
         self.length_max = _greater(self.length_max, int(lengths.max()))
-        self.length_sum += int(lengths.sum())
-        self._count_categories(arr)
-        if self.categories is None:  # while the values are counted exactly, they are the distinct set
-            self.distinct.add(hash64(arr))
+        self.length_sum += int(lengths.sum() if counts is None else (lengths.astype(np.int64) * counts).sum())
 
     def _update_bool(self, arr: pa.Array) -> None:
         trues = int(pc.sum(arr.cast(pa.int64())).as_py() or 0)
@@ -331,15 +377,6 @@ class _ColumnAcc:
                 self.distinct.add(hash64(arr))
             except (TypeError, pa.ArrowException):  # nested types: no value hash
                 self.distinct = None
-
-    def _count_categories(self, arr: pa.Array) -> None:
-        if self.categories is None:
-            return
-        vc = pc.value_counts(arr)
-        if len(vc) > self.max_categories:
-            self._overflow()
-            return
-        self._add_categories(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
 
     def _add_categories(self, counts: Mapping[Any, int]) -> None:
         if self.categories is None:

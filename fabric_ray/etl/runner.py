@@ -3,6 +3,9 @@
 :func:`run_etl` reads the pipeline's input as a Ray Data dataset and sends every block through
 one ``map_batches(batch_format="pyarrow")`` task that
 
+0. for Parquet inputs, reads the block itself: the driver packs the files' row groups into
+   ranges of about ``etl.block_bytes`` (footers only) and hands a few tasks per CPU a share of
+   the ranges, read and processed one at a time (:func:`~fabric_ray.etl.sources.read_dataset`);
 1. decodes it (Kafka JSON values become columns) and applies the pipeline's transforms;
 2. conforms it to the target dataset's schema (column order, safe casts);
 3. **stages** it: :meth:`Dataset.stage <fabric_ray.storage.dataset.Dataset.stage>` writes its data
@@ -47,6 +50,8 @@ from fabric_ray.config import FabricConfig
 from fabric_ray.etl.pipeline import EtlPipeline, function_modules
 from fabric_ray.etl.runs import EtlRunStore, RunRecord
 from fabric_ray.etl.sources import (
+    BlockReader,
+    ReadPlan,
     ResolvedInput,
     SourceError,
     dataset_location,
@@ -110,26 +115,50 @@ def conform(table: pa.Table, schema: pa.Schema, dataset: str) -> pa.Table:
 
 # -- the per-block task ---------------------------------------------------------------------------
 
+# What a block task returns per block: counts, staged files and small pickled partials, no rows.
+_PARTIAL = pa.schema([
+    ("rows_in", pa.int64()),
+    ("rows_out", pa.int64()),
+    ("files", pa.large_string()),
+    ("gate", pa.large_binary()),
+    ("profile", pa.large_binary()),
+    ("seconds", pa.string()),
+])
+
 
 class _BlockTask:
     """What every Ray Data block goes through (see the module docstring); pickled to the workers."""
 
-    def __init__(self, pipeline: EtlPipeline, dataset: Any, schema: pa.Schema, source: str, fmt: str, markers: StorageLocation) -> None:
+    def __init__(self, pipeline: EtlPipeline, dataset: Any, schema: pa.Schema, source: str, fmt: str, markers: StorageLocation,
+                 reader: BlockReader) -> None:
         self.pipeline = pipeline
         self.dataset = dataset
         self.schema = schema
         self.source = source
         self.format = fmt
         self.markers = markers
+        self.reader = reader
         self.gate = pipeline.gate()
 
-    def __call__(self, block: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        clock = time.perf_counter
+        t0 = clock()
+        tables = self.reader(batch)  # planned Parquet: the block's rows are read here
+        read_s = clock() - t0
+        del batch
+        rows = []
+        while tables:  # the list lets go of each block as it is done
+            rows.append(self._block(tables.pop(0), 0.0 if rows else read_s))
+        return pa.Table.from_pylist(rows, schema=_PARTIAL) if rows else _PARTIAL.empty_table()
+
+    def _block(self, block: pa.Table, read_s: float) -> dict[str, Any]:
         from fabric_ray.etl.profile import ProfileBuilder
 
         clock = time.perf_counter
         t0 = clock()
         rows_in = block.num_rows
         table = decode_block(self.format, self.source, block)
+        del block
         table = conform(self.pipeline.apply_transforms(table), self.schema, self.pipeline.write.dataset)
         t1 = clock()
         gate = self.gate.accumulator()
@@ -141,20 +170,19 @@ class _BlockTask:
         files = self._stage(table) if table.num_rows else []
         t4 = clock()
         rows_out = table.num_rows
-        staged = json.dumps([f.to_dict() for f in files])
-        del table, block
+        del table
         # Arrow's allocator keeps freed pages for reuse; handing them back halves a worker's
         # resident memory between blocks, at no measurable cost here.
         pa.default_memory_pool().release_unused()
-        seconds = {"transform": t1 - t0, "check": t2 - t1, "profile": t3 - t2, "stage": t4 - t3}
-        return pa.table({
-            "rows_in": pa.array([rows_in], pa.int64()),
-            "rows_out": pa.array([rows_out], pa.int64()),
-            "files": pa.array([staged], pa.large_string()),
-            "gate": pa.array([pickle.dumps(gate)], pa.large_binary()),
-            "profile": pa.array([pickle.dumps(profile)], pa.large_binary()),
-            "seconds": pa.array([json.dumps(seconds)]),
-        })
+        seconds = {"read": read_s, "transform": t1 - t0, "check": t2 - t1, "profile": t3 - t2, "stage": t4 - t3}
+        return {
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "files": json.dumps([f.to_dict() for f in files]),
+            "gate": pickle.dumps(gate),
+            "profile": pickle.dumps(profile),
+            "seconds": json.dumps(seconds),
+        }
 
     def _stage(self, table: pa.Table) -> list[Any]:
         """Stage ``table`` and leave a marker naming its files, even when Ray cancels the task meanwhile.
@@ -214,11 +242,11 @@ class _State:
 @contextlib.contextmanager
 def _data_context(config: FabricConfig) -> Iterator[None]:
     """Ray Data set up for a run, restored afterwards: its own bars and start-up lines off (ours is
-    on stderr), and the object-store cap of ``etl.object_store_bytes``."""
+    on stderr), no per-operator resource reservation, and the object-store cap of ``etl.object_store_bytes``."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.enable_auto_log_stats)
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.enable_auto_log_stats, ctx.op_resource_reservation_enabled)
     limits = ctx.execution_options.resource_limits
     if config.etl.object_store_bytes is not None:
         ctx.execution_options.resource_limits = limits.copy(object_store_memory=config.etl.object_store_bytes)
@@ -228,11 +256,14 @@ def _data_context(config: FabricConfig) -> Iterator[None]:
     logger = logging.getLogger("ray.data")
     level = logger.level
     ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.enable_auto_log_stats = False, False, False
+    # A run is one operator (the read fused with the block task): reserving resources per operator
+    # only delays it (Ray Data 2.60 then starts the second task about a second after the first).
+    ctx.op_resource_reservation_enabled = False
     logger.setLevel(logging.CRITICAL)  # a failed run's cause goes to its record and summary
     try:
         yield
     finally:
-        ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.enable_auto_log_stats = saved
+        ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.enable_auto_log_stats, ctx.op_resource_reservation_enabled = saved
         ctx.execution_options.resource_limits = limits
         logger.setLevel(level)
 
@@ -246,7 +277,7 @@ def _ship_user_modules(pipeline: EtlPipeline) -> None:
             ray.cloudpickle.register_pickle_by_value(module)
 
 
-def _infer_schema(pipeline: EtlPipeline, ds: Any, resolved: ResolvedInput, rows: int) -> pa.Schema:
+def _infer_schema(pipeline: EtlPipeline, plan: ReadPlan, resolved: ResolvedInput, rows: int) -> pa.Schema:
     """The schema of the pipeline's output, from its transforms run on the first ``rows`` input rows.
 
     The rows are read here when plain file reads give what Ray Data would (no Ray job for a sample);
@@ -254,9 +285,10 @@ def _infer_schema(pipeline: EtlPipeline, ds: Any, resolved: ResolvedInput, rows:
     """
     sample = sample_rows(resolved, rows)
     if sample is None:
-        sample = ds.limit(rows).take_batch(rows, batch_format="pyarrow")
-    if not isinstance(sample, pa.Table):
-        sample = pa.Table.from_batches([sample]) if isinstance(sample, pa.RecordBatch) else pa.table(sample)
+        sample = plan.dataset.limit(plan.batch_size or rows).take_batch(plan.batch_size or rows, batch_format="pyarrow")
+        if not isinstance(sample, pa.Table):
+            sample = pa.Table.from_batches([sample]) if isinstance(sample, pa.RecordBatch) else pa.table(sample)
+        sample = plan.reader(sample)[0].slice(0, rows)
     table = pipeline.apply_transforms(decode_block(resolved.format, resolved.source, sample))
     if table.num_rows == 0:
         raise EtlRunError(
@@ -272,7 +304,7 @@ def _infer_schema(pipeline: EtlPipeline, ds: Any, resolved: ResolvedInput, rows:
     return table.schema
 
 
-def _open_dataset(pipeline: EtlPipeline, config: FabricConfig, ds: Any, resolved: ResolvedInput, sample_rows: int) -> Any:
+def _open_dataset(pipeline: EtlPipeline, config: FabricConfig, plan: ReadPlan, resolved: ResolvedInput, sample_rows: int) -> Any:
     from fabric_ray.storage.dataset import Dataset, DatasetError, DatasetSpec
 
     location = dataset_location(config, pipeline.write.dataset)
@@ -281,9 +313,19 @@ def _open_dataset(pipeline: EtlPipeline, config: FabricConfig, ds: Any, resolved
     except DatasetError:
         pass  # a new dataset: create it below
     w = pipeline.write
-    schema = w.arrow_schema() or _infer_schema(pipeline, ds, resolved, sample_rows)
+    schema = w.arrow_schema() or _infer_schema(pipeline, plan, resolved, sample_rows)
     spec = DatasetSpec(w.dataset, schema, w.partitioning_object(), key=tuple(w.key), time_column=w.time_column)
     return Dataset.create(location, spec, exist_ok=True)
+
+
+_TASKS_PER_CPU = 2  # planned Parquet reads: few tasks (each start waits for a scheduling round), some slack for stragglers
+
+
+def _read_tasks() -> int:
+    """Ray Data tasks for a planned Parquet read: a few per CPU of the cluster (see :func:`read_dataset`)."""
+    import ray
+
+    return _TASKS_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _run(pipeline: EtlPipeline, config: FabricConfig, run_id: str, state: _State, progress: bool) -> dict[str, Any]:
@@ -294,11 +336,11 @@ def _run(pipeline: EtlPipeline, config: FabricConfig, run_id: str, state: _State
     ensure_ray(config.ray)
     _ship_user_modules(pipeline)
     with _data_context(config):
-        ds = read_dataset(resolved, block_bytes=config.etl.block_bytes)
-        state.dataset = dataset = _open_dataset(pipeline, config, ds, resolved, config.etl.sample_rows)
+        plan = read_dataset(resolved, block_bytes=config.etl.block_bytes, tasks=_read_tasks())
+        state.dataset = dataset = _open_dataset(pipeline, config, plan, resolved, config.etl.sample_rows)
         state.markers = open_location(config.storage_root, config.storage).child("_etl", "staging", run_id)
-        task = _BlockTask(pipeline, dataset, dataset.spec.schema, resolved.source, resolved.format, state.markers)
-        partials = ds.map_batches(task, batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+        task = _BlockTask(pipeline, dataset, dataset.spec.schema, resolved.source, resolved.format, state.markers, plan.reader)
+        partials = plan.dataset.map_batches(task, batch_format="pyarrow", batch_size=plan.batch_size, zero_copy_batch=True)
         gate = pipeline.gate().accumulator()
         profile = ProfileBuilder()
         from fabric_ray.storage.dataset import DataFile
@@ -436,7 +478,8 @@ def _finish(store: EtlRunStore, final: RunRecord, state: _State, outputs: dict[s
     if state.dataset is not None:
         outputs["uri"] = state.dataset.location.uri
     outputs["blocks"] = state.blocks
-    # Seconds the block tasks spent per step, summed over blocks (read time is Ray Data's, not here).
+    # Seconds the block tasks spent per step, summed over blocks (read: planned Parquet ranges only;
+    # other inputs are read by Ray Data's own tasks, not counted here).
     outputs["task_seconds"] = {k: round(v, 3) for k, v in state.task_seconds.items()}
     inputs = tuple(state.resolved.uris) if state.resolved is not None else final.inputs
     final = final.finish(

@@ -229,18 +229,24 @@ class Partitioning(ABC):
             return [({}, table)]
         if table.num_rows == 0:
             return []
-        vals = self.values(table)
-        joined = vals.column(0) if vals.num_columns == 1 else pc.binary_join_element_wise(*vals.columns, _SEP)
-        enc = joined.combine_chunks().dictionary_encode()
-        idx = enc.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(idx, kind="stable")
-        counts = np.bincount(idx, minlength=len(enc.dictionary))
-        ends = np.cumsum(counts)
-        out = []
-        for code, label in enumerate(enc.dictionary.to_pylist()):
-            if counts[code]:
-                rows = order[ends[code] - counts[code] : ends[code]]
-                out.append((dict(zip(self.fields, label.split(_SEP))), table.take(pa.array(rows))))
+        keyed = _time_groups(self, table) if isinstance(self, TimePartitioning) else None
+        if keyed is None:
+            vals = self.values(table)
+            joined = vals.column(0) if vals.num_columns == 1 else pc.binary_join_element_wise(*vals.columns, _SEP)
+            enc = joined.combine_chunks().dictionary_encode()
+            labels = [dict(zip(self.fields, label.split(_SEP))) for label in enc.dictionary.to_pylist()]
+            idx = enc.indices.to_numpy(zero_copy_only=False)
+        else:
+            idx, labels = keyed
+        if len(labels) == 1:
+            return [(labels[0], table)]
+        # narrow codes sort by radix (stable); then one gather of the whole table, cut in zero-copy slices
+        narrow = np.uint8 if len(labels) <= 1 << 8 else np.uint16 if len(labels) <= 1 << 16 else idx.dtype
+        order = np.argsort(idx.astype(narrow, copy=False), kind="stable")
+        counts = np.bincount(idx, minlength=len(labels))
+        starts = np.cumsum(counts) - counts
+        grouped = table.take(pa.array(order))
+        out = [(label, grouped.slice(int(starts[code]), int(counts[code]))) for code, label in enumerate(labels) if counts[code]]
         return sorted(out, key=lambda pt: path_of(pt[0]))
 
     def __eq__(self, other: object) -> bool:
@@ -248,6 +254,30 @@ class Partitioning(ABC):
 
     def __hash__(self) -> int:
         return hash(repr(self.to_dict()))
+
+
+def _time_groups(part: TimePartitioning, table: pa.Table) -> tuple[np.ndarray, list[dict[str, str]]] | None:
+    """For :meth:`Partitioning.split` by time: each row's group and the groups' partitions, from the
+    day (or hour) numbers, formatting only the distinct ones (the same text as ``values``); ``None``
+    when the rows span too many groups for a counting pass."""
+    ints = epoch_ms(_no_nulls(table, part.column), part.column).to_numpy(zero_copy_only=False)
+    keys = np.floor_divide(ints, HOUR_MS if part.granularity == "hour" else DAY_MS)
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo >= 1 << 16:
+        return None
+    offsets = keys - lo
+    present = np.flatnonzero(np.bincount(offsets, minlength=hi - lo + 1))
+    compact = np.zeros(hi - lo + 1, dtype=np.int64)
+    compact[present] = np.arange(len(present))
+    distinct = present + lo
+    days = distinct if part.granularity == "date" else np.floor_divide(distinct, 24)
+    dates = pa.array(days.astype(np.int32), pa.date32()).cast(pa.string()).to_pylist()
+    if part.granularity == "date":
+        labels = [{"date": d} for d in dates]
+    else:
+        hours = pc.utf8_lpad(pa.array(distinct % 24).cast(pa.string()), 2, "0").to_pylist()
+        labels = [{"date": d, "hour": h} for d, h in zip(dates, hours)]
+    return compact[offsets], labels
 
 
 class Unpartitioned(Partitioning):
