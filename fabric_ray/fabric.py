@@ -404,7 +404,10 @@ class Fabric:
         import ray
 
         prefix = "supervisor:"
-        names = [a["name"] if isinstance(a, dict) else a for a in ray.util.list_named_actors(all_namespaces=False)]
+        # The driver's own namespace may differ from the fabric's (a shared test cluster, an agent's
+        # session): list every namespace and keep the fabric's.
+        ns = self.config.ray.namespace
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == ns]
         return [n[len(prefix):] for n in names if n.startswith(prefix) and n[len(prefix):] != self.config.stream.topic]
 
     def get_online_features(self, features: Sequence[str], entities: dict[str, list], full_feature_names: bool = False) -> dict[str, Any]:

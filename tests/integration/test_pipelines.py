@@ -118,3 +118,12 @@ def test_fresh_replays_from_a_time_and_from_offsets(make_fabric):
     fabric.run_pipeline(p, fresh=True, start_offsets={part: 0 for part in range(fabric.config.kafka.topic_partitions)})
     s = wait_consumed(fabric, "replay", len(ev))["summary"]
     assert s["processed"] == len(ev)
+
+    # stopping the fabric removes the pipelines it still runs (a regression: they outlived it, holding CPUs)
+    import ray
+
+    ns = fabric.config.ray.namespace
+    assert "supervisor:replay" in [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == ns]
+    fabric.stop()
+    left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == ns]
+    assert not [n for n in left if n.startswith(("supervisor:", "partition:"))], left
