@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from fabric_ray.governance.registry_store import StoreError, _open_engine, mask_url, sqlite_file
+from fabric_ray.governance.registry_store import StoreError, _open_engine, mask_url, open_error, sqlite_file
 
 __all__ = ["RUN_STATUSES", "EtlRunStore", "RunRecord"]
 
@@ -180,8 +180,7 @@ class EtlRunStore:
                 _META.create_all(conn)
         except sa.exc.SQLAlchemyError as exc:
             self._engine.dispose()
-            detail = getattr(exc, "orig", None) or exc
-            raise StoreError(f"metadata store {self.url!r} cannot be opened: {type(detail).__name__}: {detail}") from None
+            raise open_error(url, exc) from None
 
     def _write(self) -> Any:
         conn = self._engine.connect().execution_options(fabric_write=True)

@@ -47,6 +47,7 @@ __all__ = [
     "SubjectVersion",
     "check_url",
     "mask_url",
+    "open_error",
     "sqlite_file",
 ]
 
@@ -385,6 +386,18 @@ _PG_WRITE_LOCK = 0x6661627269630001
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def open_error(url: str, exc: Exception) -> StoreError:
+    """The error for a metadata store at ``url`` that cannot be opened: the driver's cause, password masked.
+
+    Example:
+        >>> str(open_error("postgresql://u:s3cret@db/x", RuntimeError("auth failed for s3cret")))
+        "metadata store 'postgresql://u:***@db/x' cannot be opened: RuntimeError: auth failed for ***"
+    """
+    detail = getattr(exc, "orig", None) or exc
+    message = str(detail).strip().replace(make_url(url).password or "\0", "***")
+    return StoreError(f"metadata store {mask_url(url)!r} cannot be opened: {type(detail).__name__}: {message}")
+
+
 def _digest(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -464,9 +477,7 @@ class SqlRegistryStore:
                 _META.create_all(conn)
         except sa.exc.SQLAlchemyError as exc:
             self._engine.dispose()
-            detail = getattr(exc, "orig", None) or exc
-            message = str(detail).strip().replace(make_url(url).password or "\0", "***")
-            raise StoreError(f"metadata store {self.url!r} cannot be opened: {type(detail).__name__}: {message}") from None
+            raise open_error(url, exc) from None
 
     # -- transactions ---------------------------------------------------------------------------
 
