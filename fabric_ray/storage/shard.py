@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 
 from fabric_ray.storage import timeseries as ts
 from fabric_ray.storage.dataset import Commit, Dataset
+from fabric_ray.storage.ipc import ipc_bytes, ipc_table
 from fabric_ray.storage.partitioning import Composite, HashBuckets, KeyRanges, Partitioning, PartitioningError
 
 __all__ = ["ShardError", "ShardFencedError", "StorageShard", "owner_shards", "owns_partition", "wal_segment_name"]
@@ -144,15 +145,6 @@ def _owners_of(values: pa.Table, part: HashBuckets | KeyRanges, shards: int) -> 
     return np.asarray(index.to_numpy(), np.int64) % shards
 
 
-def _ipc_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _ipc_table(data: bytes) -> pa.Table:
-    return pa.ipc.open_file(pa.py_buffer(data)).read_all()
 
 
 @dataclass
@@ -271,7 +263,7 @@ class StorageShard:
             loc.delete(wal_segment_name(self.shard_id, s) for s in stale)
             self._restored["segments_skipped"] = len(stale)
         for seq in sorted(s for s in segments if s > through):
-            table = _ipc_table(loc.read_bytes(wal_segment_name(self.shard_id, seq)))
+            table = ipc_table(loc.read_bytes(wal_segment_name(self.shard_id, seq)))
             self._buffer.append(_Segment(seq, self._conform(table)))
             self._restored["segments_loaded"] += 1
             self._restored["rows_loaded"] += table.num_rows
@@ -360,7 +352,7 @@ class StorageShard:
         if self.shards > 1:
             owners = _owners_of(values, part, self.shards) if part is not None else np.zeros(table.num_rows, np.int64)
             self._check_owned(table, "row", owners)
-        data = _ipc_bytes(table)
+        data = ipc_bytes(table)
         if self._over_limit():  # backpressure: the caller pays for a flush it made necessary
             self.flush()
         with self._lock:

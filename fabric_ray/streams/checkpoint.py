@@ -33,6 +33,7 @@ from typing import Mapping
 
 import pyarrow as pa
 
+from fabric_ray.storage.ipc import ipc_bytes, ipc_table
 from fabric_ray.storage.fs import StorageLocation
 
 __all__ = ["Checkpoint", "CheckpointStore"]
@@ -59,15 +60,6 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
 
 
-def _encode(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _decode(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 class CheckpointStore:
@@ -107,9 +99,9 @@ class CheckpointStore:
         files = self._files()
         for seq, name in reversed(files):
             try:
-                table = _decode(self.location.fs.cat_file(name))
+                table = ipc_table(self.location.fs.cat_file(name))
                 meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-                state = {s: _decode(b) for s, b in zip(table["step"].to_pylist(), table["state"].to_pylist())}
+                state = {s: ipc_table(b) for s, b in zip(table["step"].to_pylist(), table["state"].to_pylist())}
                 ckpt = Checkpoint(seq, int(meta["next_offset"]), state, int(meta["created_ms"]), json.loads(meta.get("extra", "{}")))
             except Exception:  # noqa: BLE001 - a damaged checkpoint: fall back to the one before
                 continue
@@ -131,9 +123,9 @@ class CheckpointStore:
         steps = sorted(state)
         meta = {"next_offset": str(int(next_offset)), "created_ms": str(created_ms), "extra": json.dumps(dict(extra or {}))}
         table = pa.table(
-            {"step": pa.array(steps, pa.string()), "state": pa.array([_encode(state[s]) for s in steps], pa.binary())}
+            {"step": pa.array(steps, pa.string()), "state": pa.array([ipc_bytes(state[s]) for s in steps], pa.binary())}
         ).replace_schema_metadata(meta)
-        data = _encode(table)
+        data = ipc_bytes(table)
         fs, final = self.location.fs, self.location.join(f"ckpt-{seq:012d}.arrow")
         if self.location.scheme == "file":
             tmp = self.location.join(f".tmp-{uuid.uuid4().hex}")
