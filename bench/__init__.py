@@ -24,8 +24,10 @@ from fabric_ray.loopback import free_port  # noqa: F401  (re-exported for the be
 __all__ = ["BENCHMARKS", "exit_on_sigterm", "free_port", "percentile_ms"]
 
 BENCHMARKS = {
+    "materialize": "offline to online: 10M rows over 1M entities into Feast's sqlite online store, on Ray Data, against `feast materialize`",
     "etl": "10M rows through read, transform, quality gate and partitioned write on Ray Data, against pandas in one process",
     "pit_join": "point-in-time training set, 100k entity rows against 1M feature rows, on Ray out of core, against Feast's get_historical_features",
+    "serving": "online feature HTTP latency (1 and 100 entities) and requests/s at 16 clients, against `feast serve`",
     "spine": "stream throughput against a hand-written Kafka consumer, and HTTP feature latency against `feast serve`",
     "stream_latency": "produce-to-readable latency through the broker to the cache shards at a fixed rate",
     "streams": "decode + keyed window aggregation, events per second per core, against Bytewax and Quix Streams",

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
     "ConfigError",
     "EtlConfig",
     "FabricConfig",
+    "FeaturesConfig",
     "KafkaConfig",
     "MetadataConfig",
     "RayConfig",
@@ -35,6 +36,7 @@ __all__ = [
     "ServingConfig",
     "StorageConfig",
     "StreamConfig",
+    "TokenConfig",
     "load_config",
 ]
 
@@ -157,6 +159,31 @@ class StreamConfig(_Section):
     partition_check_s: float = Field(default=5.0, gt=0, le=3600)
 
 
+class TokenConfig(_Section):
+    """One bearer token of the feature server.
+
+    Attributes:
+        name: who holds it (shown in logs and errors, never the secret).
+        secret: the token itself, as sent in ``Authorization: Bearer <secret>``.
+        scopes: feature views it may read and push to; ``"*"`` covers every view.
+
+    Example:
+        >>> TokenConfig(name="fraud-svc", secret="s3cret-token", scopes=("user_payments",)).scopes
+        ('user_payments',)
+    """
+
+    name: str = Field(min_length=1)
+    secret: SecretStr
+    scopes: tuple[str, ...] = ("*",)
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 8:
+            raise ValueError("a token secret needs at least 8 characters")
+        return v
+
+
 class ServingConfig(_Section):
     """The HTTP endpoint of Ray Serve.
 
@@ -169,6 +196,13 @@ class ServingConfig(_Section):
             (Serve's HAProxy ingress, throughput-optimized; about 3x lower latency here; ray[serve]
             ships the binary on Linux), ``default`` (Serve's Python proxy), or ``auto`` (HAProxy
             when available). A cluster the fabric connects to keeps the ingress it started with.
+        min_replicas, max_replicas: autoscale the feature server between these (both or neither;
+            neither: a fixed ``replicas``).
+        target_ongoing_requests: requests in flight per replica that autoscaling aims for.
+        max_entities: most entity rows one ``/get-online-features`` or ``/push`` request may carry
+            (more: 413).
+        tokens: bearer tokens; when any is set, every endpoint but ``/health`` needs one
+            (401 without a valid token, 403 when its scopes do not cover the feature views asked for).
     """
 
     host: str = "127.0.0.1"
@@ -176,6 +210,36 @@ class ServingConfig(_Section):
     route_prefix: str = Field(default="/", pattern="^/")
     replicas: int = Field(default=1, ge=1)
     ingress: Literal["auto", "haproxy", "default"] = "auto"
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    target_ongoing_requests: float = Field(default=16.0, gt=0)
+    max_entities: int = Field(default=10_000, ge=1, le=1_000_000)
+    tokens: tuple[TokenConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> ServingConfig:
+        low, high = self.min_replicas, self.max_replicas
+        if (low is None) != (high is None):
+            raise ValueError("set both serving.min_replicas and serving.max_replicas to autoscale, or neither")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"serving.min_replicas ({low}) exceeds serving.max_replicas ({high})")
+        return self
+
+    @property
+    def autoscaling(self) -> dict[str, Any] | None:
+        """Ray Serve ``autoscaling_config`` of the feature server, or ``None`` for a fixed ``replicas``.
+
+        Example:
+            >>> ServingConfig(min_replicas=1, max_replicas=4).autoscaling["max_replicas"]
+            4
+        """
+        if self.min_replicas is None:
+            return None
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
 
     @property
     def url(self) -> str:
@@ -245,6 +309,43 @@ class EtlConfig(_Section):
     object_store_bytes: int | None = Field(default=None, ge=2**20)
 
 
+class FeaturesConfig(_Section):
+    """The feature store: the Feast repo, its online store, and the cache shards in front of it.
+
+    Attributes:
+        repo: folder of the Feast feature repo whose definitions the fabric serves
+            (``None``: the repo's ``feature_store/`` folder beside the ``fabric_ray`` package).
+        project: Feast project name.
+        registry: Feast registry path (``None``: ``<home>/features/registry.db``).
+        online_store: Feast ``online_store`` settings (``None``: Feast's SQLite store at
+            ``<home>/features/online.db``); any Feast online store, e.g.
+            ``{"type": "redis", "connection_string": "127.0.0.1:6379"}``.
+        cache_bytes: LRU byte budget of each cache shard.
+        write_mode: how stream updates and pushes reach the online store: ``through`` (before the
+            write is acknowledged), ``behind`` (batched in the background), or ``none`` (cache only).
+        write_behind_interval_s: longest a write-behind row waits before it is written.
+        write_behind_rows: rows that trigger a write-behind flush at once.
+        read_through: on a cache miss, read the online store (and keep what it returns).
+        refresh_ahead: a hot key whose age passes this fraction of its view's TTL is reloaded from
+            the online store in the background (``0``: never).
+        refresh_min_hits: hits since its last load that make a key hot.
+        materialize_batch_rows: rows per write batch when materializing.
+    """
+
+    repo: Path | None = None
+    project: str = Field(default="fabric_payments", pattern=r"^[A-Za-z0-9_]+$")
+    registry: str | None = None
+    online_store: dict[str, Any] | None = None
+    cache_bytes: int = Field(default=256 * 2**20, ge=2**16)
+    write_mode: Literal["through", "behind", "none"] = "behind"
+    write_behind_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    write_behind_rows: int = Field(default=10_000, ge=1)
+    read_through: bool = True
+    refresh_ahead: float = Field(default=0.8, ge=0, lt=1)
+    refresh_min_hits: int = Field(default=3, ge=1)
+    materialize_batch_rows: int = Field(default=50_000, ge=1)
+
+
 class FabricConfig(BaseSettings):
     """The whole fabric's configuration: one frozen tree, passed to every component.
 
@@ -268,6 +369,7 @@ class FabricConfig(BaseSettings):
     registry: RegistryConfig = RegistryConfig()
     metadata: MetadataConfig = MetadataConfig()
     etl: EtlConfig = EtlConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -297,6 +399,25 @@ class FabricConfig(BaseSettings):
     def registry_url(self) -> str:
         """Base URL of the schema registry, e.g. ``http://127.0.0.1:8000/schema-registry``."""
         return f"http://{self.serving.host}:{self.serving.port}{self.registry.route_prefix}"
+
+    @property
+    def feature_repo(self) -> Path:
+        """The Feast feature repo folder (``features.repo``, or ``feature_store/`` beside the package)."""
+        if self.features.repo is not None:
+            return self.features.repo.resolve()
+        return Path(__file__).resolve().parents[1] / "feature_store"
+
+    @property
+    def feature_registry(self) -> str:
+        """The Feast registry path, defaulting to ``<home>/features/registry.db`` (absolute)."""
+        return self.features.registry or str((self.home / "features" / "registry.db").resolve())
+
+    @property
+    def online_store(self) -> dict[str, Any]:
+        """Feast ``online_store`` settings, defaulting to SQLite at ``<home>/features/online.db``."""
+        if self.features.online_store is not None:
+            return dict(self.features.online_store)
+        return {"type": "sqlite", "path": str((self.home / "features" / "online.db").resolve())}
 
     @property
     def storage_root(self) -> str:
