@@ -383,7 +383,7 @@ def _start_feast_serve(repo: Path, events: Any, expected: dict[int, dict[str, fl
     feast = str(Path(sys.executable).parent / "feast")
     say("feast apply, then feast materialize of the same feature values into its sqlite online store")
     t0 = time.monotonic()
-    for cmd in ([feast, "apply"], [feast, "materialize", first, last]):
+    for cmd in ([feast, "apply"], [feast, "materialize", first, last, "--views", "user_payments"]):
         done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[1:2])} failed ({done.returncode}): {done.stderr[-2000:]}")

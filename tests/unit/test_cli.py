@@ -320,3 +320,139 @@ def test_products_parser_defaults():
     args = build_parser().parse_args(["products", "apply", "dir"])
     assert (args.command, args.products_command, args.dir, args.dry_run, args.config) == ("products", "apply", "dir", False, None)
     assert build_parser().parse_args(["products", "show", "x", "--json"]).json is True
+
+
+# -- features -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def features_home(tmp_path, monkeypatch):
+    """A clean FABRIC_* environment with an empty fabric home; returns the home."""
+    for name in list(os.environ):
+        if name.upper().startswith("FABRIC_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("FABRIC_HOME", str(home))
+    return home
+
+
+def test_features_help_explains_the_actions(env):
+    out = fabric("features", "--help", env=env)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for word in ("apply", "list", "materialize", "demo-data", "features.repo", "features.online_store", "Redis",
+                 "<storage root>/features/<view>/", "docs/features.md"):
+        assert word in text, word
+    assert "features" in fabric("--help", env=env).stdout
+
+
+@pytest.mark.parametrize(
+    ("action", "words"),
+    [
+        ("apply", ["--json", "--config", "feast apply", "unchanged", "Exits 2", "No Ray needed"]),
+        ("list", ["--json", "--config", "TTL", "no apply needed"]),
+        ("materialize", ["VIEW", "--start", "--end", "--full", "--no-progress", "incremental", "ISO 8601", "docs/materialization.md"]),
+        ("demo-data", ["--source", "--events", "--users", "--days", "--seed", "payments_daily", "<storage root>/features/<view>/<day>.parquet"]),
+    ],
+)
+def test_features_action_help(capsys, action, words):
+    with pytest.raises(SystemExit) as info:
+        main(["features", action, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: fabric features {action}")
+    for word in words:
+        assert word in " ".join(out.split()), word
+
+
+def test_features_list_reads_the_repo_without_apply(features_home, capsys):
+    code, out, err = run(capsys, "features", "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("feature repo ") and "(project fabric_payments)" in lines[0]
+    rows = {line.split()[0]: line for line in lines[4:7]}
+    assert set(rows) == {"user_payments", "user_daily", "merchant_daily"}
+    assert "merchant (merchant_id int64)" in rows["merchant_daily"] and " 2d " in rows["merchant_daily"]
+    assert "user_daily_push" in rows["user_daily"] and f"file://{features_home}/storage/features/user_daily" in rows["user_daily"]
+    assert rows["user_payments"].split()[-1] == "-"  # no batch source: the stream feeds it
+    assert lines[-1].split() == ["fraud_model", "10", "user_payments,", "user_daily,", "merchant_daily"]
+    assert not (features_home / "features").exists()
+
+    code, out, _ = run(capsys, "features", "list", "--json")
+    data = json.loads(out)
+    assert code == 0 and [v["name"] for v in data["views"]] == ["user_payments", "user_daily", "merchant_daily"]
+    daily = data["views"][1]
+    assert daily["features"] == {"txn_count_1d": "int64", "amount_sum_1d": "float64", "large_txn_count_1d": "int64"}
+    assert daily["ttl_s"] == 172800.0 and daily["batch_source"]["timestamp_field"] == "event_ts"
+    assert len(data["services"]["fraud_model"]) == 10
+
+
+def test_features_apply_prints_what_it_registered_and_is_idempotent(features_home, capsys):
+    import sqlite3
+
+    code, out, err = run(capsys, "features", "apply")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["kind", "name", "status"]
+    assert ["feature", "view", "merchant_daily", "new"] in [line.split() for line in lines]
+    assert lines[-1].startswith("applied 13 object(s), 13 changed, to project 'fabric_payments': registry ")
+    assert f"online store sqlite {features_home / 'features' / 'online.db'} (3 view(s) ready)" in lines[-1]
+    with sqlite3.connect(features_home / "features" / "online.db") as db:
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    assert "fabric_payments_user_daily" in tables
+    code, out, _ = run(capsys, "features", "apply", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["changed"] == 0 and {o["status"] for o in report["objects"]} == {"unchanged"}
+
+
+def test_features_apply_of_a_broken_repo_exits_2_naming_the_file(features_home, capsys, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "defs.py").write_text("import feast\nraise ValueError('half written')\n")
+    monkeypatch.setenv("FABRIC_FEATURES__REPO", str(repo))
+    code, out, err = run(capsys, "features", "apply")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"fabric features apply: feature repo file {repo / 'defs.py'}: ValueError: half written",
+        "fabric features apply: nothing applied",
+    ]
+    code, _, err = run(capsys, "features", "list")
+    assert code == 2 and err.splitlines()[-1] == f"fabric features list: fix the feature repo {repo}"
+
+
+def test_features_demo_data_writes_the_batch_parquet(features_home, capsys):
+    code, out, err = run(capsys, "features", "demo-data", "--events", "2000", "--users", "50", "--days", "2")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert " payments from generated payments, days " in lines[0] and lines[0].endswith(" (UTC)")
+    assert [line.split()[0] for line in lines[3:5]] == ["user_daily", "merchant_daily"]
+    assert lines[3].split()[2] == "2"  # one file per day
+    assert "fabric features materialize" in lines[-1]
+    assert len(list((features_home / "storage" / "features" / "user_daily").glob("*.parquet"))) == 2
+    code, out, _ = run(capsys, "features", "demo-data", "--events", "2000", "--days", "2", "--json")
+    assert code == 0 and json.loads(out)["source"] == "events" and len(json.loads(out)["days"]) == 2
+    code, _, err = run(capsys, "features", "demo-data", "--source", "etl")
+    assert code == 2 and "no dataset 'payments_daily'" in err and err.splitlines()[-1] == "fabric features demo-data: nothing written"
+
+
+def test_features_materialize_checks_its_arguments_before_running(features_home, capsys):
+    code, out, err = run(capsys, "features", "materialize", "user_weekly", "user_payments", "--start", "yesterday",
+                         "--end", "2026-01-01")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "fabric features materialize: unknown feature view 'user_weekly'; known views: ['merchant_daily', 'user_daily', 'user_payments']",
+        "fabric features materialize: feature view 'user_payments' has no batch source to materialize from (the stream or pushes feed it)",
+        "fabric features materialize: --start 'yesterday' is not an ISO 8601 time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z",
+        "fabric features materialize: nothing materialized",
+    ]
+    code, _, err = run(capsys, "features", "materialize", "--start", "2026-02-01", "--end", "2026-01-01T00:00:00+00:00")
+    assert code == 2 and "--start 2026-02-01 is not before --end 2026-01-01T00:00:00+00:00" in err
+
+
+def test_features_parser_defaults():
+    args = build_parser().parse_args(["features", "materialize"])
+    assert (args.views, args.start, args.end, args.full, args.no_progress, args.json, args.config) == ([], None, None, False, False, False, None)
+    args = build_parser().parse_args(["features", "materialize", "user_daily", "merchant_daily", "--full", "--start", "2026-01-01"])
+    assert (args.views, args.full, args.start) == (["user_daily", "merchant_daily"], True, "2026-01-01")
+    demo = build_parser().parse_args(["features", "demo-data"])
+    assert (demo.source, demo.events, demo.users, demo.days, demo.seed) == ("auto", 20_000, 1_000, 3, 7)
