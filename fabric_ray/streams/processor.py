@@ -10,7 +10,8 @@ each sink. If a delivery fails the batch's undelivered outputs are kept and retr
 call before anything new is read (nothing lost, nothing counted twice).
 
 Checkpoints: every ``checkpoint_interval_s`` (and on :meth:`PipelineProcessor.checkpoint`),
-offset-aware sinks flush (the Parquet archive writes its files), then each partition's state,
+offset-aware sinks flush (the Parquet archive writes its files; other sinks with a ``flush()``,
+such as the cache writer, write what they buffer), then each partition's state,
 next offset and counters are saved in one object, then the offsets are committed to the
 consumer group. After a crash the owner resumes from the last checkpoint: state and counters
 as they were, and the messages after it processed again. Sinks make that exactly-once:
@@ -161,6 +162,7 @@ class _CheckpointJob:
     written: set[str] = field(default_factory=set)
     done: bool = False
     error: BaseException | None = None
+    flushes: list[str] = field(default_factory=list)  # sinks to flush() first (cache writers' write-behind rows)
 
 
 @dataclass
@@ -447,6 +449,7 @@ class PipelineProcessor:
             self._deliver(self._pending)
         self._join_background()
         detached = {name: sink.detach() for name, sink in self.sinks.items() if hasattr(sink, "detach")}
+        flushes = [name for name, sink in self.sinks.items() if hasattr(sink, "flush") and not hasattr(sink, "write_from")]
         offsets = dict(self.stats.next_offsets)
         # Every earlier output is acknowledged (sends are synchronous): what lies past these
         # watermarks was produced from the offsets after this checkpoint.
@@ -467,7 +470,7 @@ class PipelineProcessor:
                     guard.marks(p, hw)
         self._last_checkpoint = time.monotonic()
         self._dirty = False
-        job = _CheckpointJob(detached, saves, offsets)
+        job = _CheckpointJob(detached, saves, offsets, flushes=flushes)
         if wait:
             self._write(job)
             self._finish(job)
@@ -478,6 +481,8 @@ class PipelineProcessor:
 
     def _write(self, job: _CheckpointJob) -> None:
         try:
+            for name in job.flushes:  # everything written before this checkpoint is durable before it commits
+                self.sinks[name].flush()
             for name, part in job.detached.items():
                 self.sinks[name].write_detached(part)
                 job.written.add(name)
