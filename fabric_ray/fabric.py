@@ -4,7 +4,8 @@ Example (needs Ray; see ``tests/integration``)::
 
     with Fabric(load_config()).start() as fabric:
         print(fabric.status()["stream"]["summary"])
-        fabric.get_online_features(["user_payments:txn_count"], {"user_id": [1, 2]})
+        fabric.features.get_online(["user_payments:txn_count"], {"user_id": [1, 2]})
+        fabric.features.push("user_payments_push", {"user_id": [1], ...})
 
 From another process that can reach the cluster, ``fabric_ray.connect("auto")`` gives the same
 handles without starting anything.
@@ -17,8 +18,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from fabric_ray.config import ConfigError, FabricConfig, load_config
-from fabric_ray.demo.payments import USER_PAYMENTS, payments_pipeline
-from fabric_ray.features.wire import build_response, parse_request
+from fabric_ray.demo.payments import payments_pipeline
 
 __all__ = ["Fabric", "connect"]
 
@@ -36,12 +36,17 @@ class Fabric:
         self.demo_product_problem: str | None = None
         self._supervisor: Any = None
         self._shards: list[Any] = []
+        self._catalog: Any = None
+        self._features: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, serve_http: bool = True, dashboard: bool = False) -> Fabric:
         """Start Ray (or connect), the broker if embedded, the actors and the HTTP endpoint.
 
-        Idempotent: actors that already exist in the namespace are reused.
+        The feature repo is loaded (:func:`~fabric_ray.features.feast_repo.load_catalog`) and
+        applied (its online tables created), and the cache shards get the catalog, the cache
+        settings of ``features`` and the online store behind them. Idempotent: actors that
+        already exist in the namespace are reused.
 
         Args:
             serve_http: deploy the HTTP feature server too.
@@ -50,7 +55,6 @@ class Fabric:
         import ray
 
         from actors.broker import BROKER_NAME, BrokerActor
-        from actors.cache import CacheShard, cache_shard_name
         from actors.supervisor import StreamSupervisor, supervisor_name
         from fabric_ray.loopback import ingress_env
         from fabric_ray.runtime import ensure_ray, get_or_create_actor
@@ -65,10 +69,7 @@ class Fabric:
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
         assert self.bootstrap_servers is not None
         self._ensure_topics(cfg.stream.topic, cfg.stream.dead_letter_topic)
-        self._shards = [
-            get_or_create_actor(CacheShard, cache_shard_name(i), ns, (USER_PAYMENTS,), num_cpus=cfg.ray.actor_num_cpus)
-            for i in range(cfg.stream.cache_shards)
-        ]
+        self._start_cache_shards()
         if cfg.registry.enabled:
             from actors.registry import RegistryActor, registry_actor_name
 
@@ -83,6 +84,30 @@ class Fabric:
             self._deploy_serving()
         return self
 
+    def _start_cache_shards(self) -> None:
+        """Load and apply the feature repo; start the cache shards in front of its online store."""
+        import functools
+
+        from actors.cache import CacheShard, cache_shard_name
+        from fabric_ray.features.cache_settings import CacheSettings
+        from fabric_ray.features.feast_repo import apply, load_catalog
+        from fabric_ray.features.online_store import OnlineStore
+        from fabric_ray.runtime import get_or_create_actor
+
+        cfg = self.config
+        self._catalog = load_catalog(cfg)
+        apply(cfg)  # registry entries and the online store's tables, before any read-through
+        store_factory = functools.partial(OnlineStore, cfg, self._catalog)  # picklable; opened in the shard
+        settings = CacheSettings.from_config(cfg)
+        self._shards = [
+            get_or_create_actor(
+                CacheShard, cache_shard_name(i), cfg.ray.namespace, self._catalog, settings, store_factory,
+                num_cpus=cfg.ray.actor_num_cpus,
+            )  # fmt: skip
+            for i in range(cfg.stream.cache_shards)
+        ]
+        self._features = None
+
     def _deploy_serving(self) -> None:
         from ray import serve
 
@@ -91,7 +116,13 @@ class Fabric:
         cfg = self.config
         serve.start(http_options={"host": cfg.serving.host, "port": cfg.serving.port})
         app = build_app(
-            {"namespace": cfg.ray.namespace, "cache_shards": cfg.stream.cache_shards, "replicas": cfg.serving.replicas}
+            {
+                "namespace": cfg.ray.namespace,
+                "cache_shards": cfg.stream.cache_shards,
+                "catalog": self._catalog,
+                "serving": cfg.serving.model_dump(),
+                "num_cpus": cfg.ray.actor_num_cpus,
+            }
         )
         serve.run(app, name=self.serve_app_name, route_prefix=cfg.serving.route_prefix)
         if cfg.registry.enabled:
@@ -128,6 +159,7 @@ class Fabric:
         ensure_ray(cfg.ray)
         self._supervisor = wait_for_actor(supervisor_name(cfg.stream.topic), ns, timeout_s)
         self._shards = [wait_for_actor(cache_shard_name(i), ns, timeout_s) for i in range(cfg.stream.cache_shards)]
+        self._catalog, self._features = None, None  # loaded on first use of .features
         if cfg.kafka.embedded and (broker := find_actor(BROKER_NAME, ns)) is not None:
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())
         return self
@@ -162,13 +194,28 @@ class Fabric:
         for name in self._pipeline_supervisors():
             self.stop_pipeline(name)
         kill_actor(supervisor_name(cfg.stream.topic), ns)
+        self._stop_cache_shards()
         for i in range(cfg.stream.cache_shards):
             kill_actor(cache_shard_name(i), ns)
         kill_actor(BROKER_NAME, ns)
-        self._supervisor, self._shards = None, []
+        self._supervisor, self._shards, self._features = None, [], None
         if self._started_ray:  # everything goes with the cluster, Serve included
             ray.shutdown()
             self._started_ray = False
+
+    def _stop_cache_shards(self, timeout_s: float = 30) -> None:
+        """Let the cache shards write their write-behind rows to the online store before they go."""
+        import ray
+
+        from actors.cache import cache_shard_name
+        from fabric_ray.runtime import find_actor
+
+        shards = [find_actor(cache_shard_name(i), self.config.ray.namespace) for i in range(self.config.stream.cache_shards)]
+        refs = [s.stop.remote() for s in shards if s is not None]
+        try:
+            ray.get(refs, timeout=timeout_s)
+        except (ray.exceptions.RayError, TimeoutError):
+            pass  # a shard that cannot flush now loses only what waited in its buffer
 
     def __enter__(self) -> Fabric:
         return self
@@ -182,12 +229,14 @@ class Fabric:
             raise RuntimeError("this Fabric is not started: call start() or attach() first (or use fabric_ray.connect())")
 
     def status(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Stream progress (owners, partitions, lag, throughput), other pipelines' totals, cache sizes and the endpoint URL."""
+        """Stream progress (owners, partitions, lag, throughput), other pipelines' totals, the endpoint URL,
+        and each cache shard's stats (keys, bytes, hits, misses, evictions, stale reads, read-throughs,
+        write-behind backlog; see ``CacheShard.stats``)."""
         import ray
 
         self._require_started()
         stream = ray.get(self._supervisor.status.remote(timeout_s), timeout=timeout_s * 2)
-        sizes = ray.get([s.size.remote(USER_PAYMENTS.name) for s in self._shards], timeout=timeout_s)
+        stats = ray.get([s.stats.remote() for s in self._shards], timeout=timeout_s)
         return {
             "namespace": self.config.ray.namespace,
             "bootstrap_servers": self.bootstrap_servers,
@@ -195,7 +244,7 @@ class Fabric:
             "schema_registry": self.config.registry_url if self.config.registry.enabled else None,
             "stream": stream,
             "pipelines": {name: self.pipeline_status(name, timeout_s)["summary"] for name in self._pipeline_supervisors()},
-            "cache_shards": [{"shard": i, "keys": n} for i, n in enumerate(sizes)],
+            "cache_shards": [{"shard": i, **st} for i, st in enumerate(stats)],
         }
 
     def wait_until_consumed(
@@ -410,21 +459,48 @@ class Fabric:
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == ns]
         return [n[len(prefix):] for n in names if n.startswith(prefix) and n[len(prefix):] != self.config.stream.topic]
 
+    @property
+    def catalog(self) -> Any:
+        """The :class:`~fabric_ray.features.catalog.Catalog` served: the one this fabric started with,
+        or, attached, the running feature server's (else the configured feature repo's)."""
+        self._require_started()
+        if self._catalog is None:
+            self._catalog = self._served_catalog()
+        return self._catalog
+
+    def _served_catalog(self) -> Any:
+        from fabric_ray.features.feast_repo import load_catalog
+
+        try:
+            from ray import serve
+
+            return serve.get_app_handle(self.serve_app_name).catalog.remote().result(timeout_s=30)
+        except Exception:  # no HTTP app deployed (serve_http=False) or Serve not running: the repo's
+            return load_catalog(self.config)
+
+    @property
+    def features(self) -> Any:
+        """A :class:`~fabric_ray.features.client.FeatureClient` over the cache shards (actor handles, no HTTP).
+
+        Example (needs a running fabric)::
+
+            fabric.features.get_online(feature_service="fraud_model", entities={"user_id": [7], "merchant_id": [42]})
+            fabric.features.push("user_payments_push", {"user_id": [7], ..., "event_ts": ["2026-11-26T10:00:00Z"]})
+        """
+        from fabric_ray.features.client import FeatureClient
+
+        self._require_started()
+        if self._features is None:
+            self._features = FeatureClient(self.catalog, self._shards, max_entities=self.config.serving.max_entities)
+        return self._features
+
     def get_online_features(self, features: Sequence[str], entities: dict[str, list], full_feature_names: bool = False) -> dict[str, Any]:
-        """Online features for agents, as Python: the same request and response as the HTTP endpoint.
+        """Online features for agents, as Python: ``fabric.features.get_online(features, entities, ...)``.
 
         Raises:
             RequestError: the request names unknown views or features, or malformed entities.
         """
-        from actors.cache import read_online
-
-        self._require_started()
-        req = parse_request(
-            {"features": list(features), "entities": entities, "full_feature_names": full_feature_names},
-            {USER_PAYMENTS.name: USER_PAYMENTS},
-        )
-        lookups = {view: read_online(self._shards, view, req.keys, feats) for view, feats in req.by_view().items()}
-        return build_response(req, lookups)
+        return self.features.get_online(features, entities, full_feature_names=full_feature_names)
 
 
 def _apply_demo_product(metadata_url: str) -> str | None:
