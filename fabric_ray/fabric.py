@@ -494,6 +494,47 @@ class Fabric:
             self._features = FeatureClient(self.catalog, self._shards, max_entities=self.config.serving.max_entities)
         return self._features
 
+    def materialize(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+        incremental: bool = True,
+        progress: bool = False,
+    ) -> Any:
+        """Load batch views into the online store and warm the cache shards with what was written.
+
+        :func:`fabric_ray.features.materialize.materialize` on this fabric's Ray cluster; every
+        written batch is also put into the cache shards (``write="none"``: it is in the store
+        already), so the first reads after it are cache hits.
+
+        Args:
+            views: batch views to load (default: every view with a batch source).
+            start, end: event-time interval ``[start, end)`` (datetimes; ``end`` defaults to now).
+            incremental: start where the last run (ours or ``feast materialize``) ended.
+            progress: show progress bars.
+
+        Returns:
+            The :class:`~fabric_ray.features.materialize.MaterializeReport`.
+        """
+        from actors.cache import ShardedCacheWriter
+        from fabric_ray.features.materialize import materialize
+
+        self._require_started()
+        catalog = self.catalog
+        writers: dict[str, ShardedCacheWriter] = {}
+
+        def warm(view: str, table: Any) -> None:
+            if view not in writers:
+                writers[view] = ShardedCacheWriter(self._shards, catalog.view(view), write="none")
+            writers[view].write(table)
+
+        return materialize(
+            self.config, catalog, list(views) if views is not None else None,
+            start=start, end=end, incremental=incremental, warm=warm, progress=progress,
+        )  # fmt: skip
+
     def get_online_features(self, features: Sequence[str], entities: dict[str, list], full_feature_names: bool = False) -> dict[str, Any]:
         """Online features for agents, as Python: ``fabric.features.get_online(features, entities, ...)``.
 

@@ -35,4 +35,7 @@ def test_demo_runs_and_reports_json(tmp_path):
     assert result["dead_lettered"] == result["dead_lettered_expected"] == 3  # 0.1 % of 3,000
     assert result["throughput_eps"] > 0
     assert 0 < result["serve_p50_ms"] <= result["serve_p99_ms"]
+    assert result["batch_entities_written"] > 0
+    assert result["batch_values_checked"] == 10 * 6  # --sample 20: 10 (user, merchant) pairs, 6 daily features
+    assert result["batch_mismatches"] == 0
     assert result["ok"] is True
