@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pyarrow as pa
 
@@ -55,6 +55,7 @@ __all__ = [
     "archive_location",
     "dataset_location",
     "decode_block",
+    "pack_row_groups",
     "plan_parquet",
     "read_dataset",
     "resolve_files",
@@ -335,18 +336,33 @@ def plan_parquet(resolved: ResolvedInput, block_bytes: int, *, threads: int = 16
 
     with ThreadPoolExecutor(min(threads, max(1, len(resolved.paths)))) as pool:
         footers = list(pool.map(footer, resolved.paths))
+    return pack_row_groups(
+        ((path, index, n, nbytes) for path, groups in zip(resolved.paths, footers) for index, n, nbytes in groups),
+        block_bytes,
+    )
+
+
+def pack_row_groups(groups: Iterable[tuple[str, int, int, int]], block_bytes: int) -> list[ParquetRange]:
+    """Pack ``(path, row_group_index, rows, nbytes)`` row groups, in order, into ranges of about ``block_bytes``.
+
+    A range closes when the next row group would take it over ``block_bytes``; a row group larger
+    than that is a range of its own.
+
+    Example:
+        >>> [r.pieces for r in pack_row_groups([("a", 0, 5, 60), ("a", 1, 5, 60), ("b", 0, 5, 60)], 150)]
+        [(('a', (0, 1)),), (('b', (0,)),)]
+    """
     ranges: list[ParquetRange] = []
     pieces: list[tuple[str, list[int]]] = []
     rows = size = 0
-    for path, groups in zip(resolved.paths, footers):
-        for index, n, nbytes in groups:
-            if pieces and size + nbytes > block_bytes:
-                ranges.append(ParquetRange(tuple((p, tuple(g)) for p, g in pieces), rows, size))
-                pieces, rows, size = [], 0, 0
-            if not pieces or pieces[-1][0] != path:
-                pieces.append((path, []))
-            pieces[-1][1].append(index)
-            rows, size = rows + n, size + nbytes
+    for path, index, n, nbytes in groups:
+        if pieces and size + nbytes > block_bytes:
+            ranges.append(ParquetRange(tuple((p, tuple(g)) for p, g in pieces), rows, size))
+            pieces, rows, size = [], 0, 0
+        if not pieces or pieces[-1][0] != path:
+            pieces.append((path, []))
+        pieces[-1][1].append(index)
+        rows, size = rows + n, size + nbytes
     if pieces:
         ranges.append(ParquetRange(tuple((p, tuple(g)) for p, g in pieces), rows, size))
     return ranges

@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 
 from fabric_ray.config import FabricConfig
 from fabric_ray.etl.pit import PitJoinError, bucket_of, split_by, to_ns
-from fabric_ray.etl.sources import ParquetRange, SourceError, resolve_files
+from fabric_ray.etl.sources import ParquetRange, SourceError, pack_row_groups, resolve_files
 from fabric_ray.features.catalog import BatchSource, Catalog
 from fabric_ray.features.definitions import FeatureView
 from fabric_ray.features.online_store import CREATED_TS, EVENT_TS, OnlineStore, key_order
@@ -184,9 +184,7 @@ def _source_uri(path: str) -> str:
 
 def _stat_ns(value: Any, is_int_ms: bool) -> int | None:
     if isinstance(value, dt.datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        delta = value - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+        return _ns(value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc))
     if isinstance(value, dt.date):
         return (value - EPOCH.date()).days * 86_400 * 10**9
     if is_int_ms and isinstance(value, (int, np.integer)):
@@ -242,25 +240,16 @@ def plan_ranges(footers: Sequence[tuple[str, Sequence[tuple[int, int, int, int |
         >>> [r.pieces for r in ranges], skipped
         ([(('a', (1,)),), (('b', (0,)),)], 1)
     """
-    ranges: list[ParquetRange] = []
-    pieces: list[tuple[str, list[int]]] = []
-    rows = size = skipped = 0
+    kept: list[tuple[str, int, int, int]] = []
+    skipped = 0
     for path, groups in footers:
         for index, n, nbytes, low, high in groups:
             # +1 µs: statistics may be at µs precision while the column is in ns
             if (high is not None and start_ns is not None and high + 1_000 < start_ns) or (low is not None and low >= end_ns):
                 skipped += 1
-                continue
-            if pieces and size + nbytes > block_bytes:
-                ranges.append(ParquetRange(tuple((p, tuple(g)) for p, g in pieces), rows, size))
-                pieces, rows, size = [], 0, 0
-            if not pieces or pieces[-1][0] != path:
-                pieces.append((path, []))
-            pieces[-1][1].append(index)
-            rows, size = rows + n, size + nbytes
-    if pieces:
-        ranges.append(ParquetRange(tuple((p, tuple(g)) for p, g in pieces), rows, size))
-    return ranges, skipped
+            else:
+                kept.append((path, index, n, nbytes))
+    return pack_row_groups(kept, block_bytes), skipped
 
 
 # -- scan and reduce (plain logic) -----------------------------------------------------------------------
