@@ -146,6 +146,15 @@ class OnlineRequest:
         return [f for _, f in self.refs]
 
 
+def _check_body(body: Any, fields: frozenset[str]) -> None:
+    """Refuse a body that is not a JSON object, or that has fields outside ``fields`` (400)."""
+    if type(body) is not dict:
+        raise RequestError(f"request body must be a JSON object, got {type(body).__name__}")
+    if not fields.issuperset(body):
+        unknown = sorted(set(body) - fields)
+        raise RequestError(f"unknown request fields {unknown}; expected some of {sorted(fields)}")
+
+
 def parse_request(
     body: Any, catalog: Catalog | Mapping[str, FeatureView], *, max_entities: int = MAX_ENTITIES
 ) -> OnlineRequest:
@@ -168,11 +177,7 @@ def parse_request(
         ([('user_payments', 'txn_count')], {'user_id': [1]})
     """
     cat = _catalog(catalog)
-    if type(body) is not dict:
-        raise RequestError(f"request body must be a JSON object, got {type(body).__name__}")
-    if not _REQUEST_FIELDS.issuperset(body):
-        unknown = sorted(set(body) - _REQUEST_FIELDS)
-        raise RequestError(f"unknown request fields {unknown}; expected some of {sorted(_REQUEST_FIELDS)}")
+    _check_body(body, _REQUEST_FIELDS)
     refs = _refs(body, cat)
     full = body.get("full_feature_names", False)
     if type(full) is not bool:
@@ -378,11 +383,7 @@ def parse_push(body: Any, catalog: Catalog, *, max_rows: int = MAX_ENTITIES) -> 
         >>> parse_push({"push_source_name": "p", "df": df}, cat).tables["user_payments"]["event_ts_ms"].to_pylist()
         [1000]
     """
-    if type(body) is not dict:
-        raise RequestError(f"request body must be a JSON object, got {type(body).__name__}")
-    unknown = sorted(set(body) - _PUSH_FIELDS)
-    if unknown:
-        raise RequestError(f"unknown request fields {unknown}; expected some of {sorted(_PUSH_FIELDS)}")
+    _check_body(body, _PUSH_FIELDS)
     name = body.get("push_source_name")
     if type(name) is not str or not name:
         raise RequestError(f"'push_source_name' must be the name of a push source, got {name!r}")
@@ -413,11 +414,7 @@ def parse_write(body: Any, catalog: Catalog, *, max_rows: int = MAX_ENTITIES) ->
     Raises:
         RequestError: 400 for a malformed body, 404 for an unknown view, 413 for too many rows.
     """
-    if type(body) is not dict:
-        raise RequestError(f"request body must be a JSON object, got {type(body).__name__}")
-    unknown = sorted(set(body) - _WRITE_FIELDS)
-    if unknown:
-        raise RequestError(f"unknown request fields {unknown}; expected some of {sorted(_WRITE_FIELDS)}")
+    _check_body(body, _WRITE_FIELDS)
     name = body.get("feature_view_name")
     if type(name) is not str or not name:
         raise RequestError(f"'feature_view_name' must be the name of a feature view, got {name!r}")
