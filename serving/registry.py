@@ -88,6 +88,12 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").strip().lower() == "true"
 
 
+def _format(request: Request) -> "dict[str, str]":
+    """``{"format": ...}`` when the query asks for one (``serialized``: Protobuf as a base64 descriptor)."""
+    fmt = request.query_params.get("format")
+    return {"format": fmt} if fmt else {}
+
+
 def _schema_id(raw: str) -> int:
     text = raw.strip()
     if not text.isdigit():
@@ -198,7 +204,9 @@ class SchemaRegistryServer:
     @api.get("/subjects/{subject}/versions/{version}")
     async def get_version(self, subject: str, version: str, request: Request) -> Response:
         async def work() -> Any:
-            got = await self._call("get_version", subject, version, include_deleted=_flag(request, "deleted"))
+            got = await self._call(
+                "get_version", subject, version, include_deleted=_flag(request, "deleted"), **_format(request)
+            )
             return _schema_view(got, "subject", "version", "id", "schema", "references")
         return await self._answer(work())
 
@@ -225,12 +233,12 @@ class SchemaRegistryServer:
 
     @api.get("/schemas/types")
     async def schema_types(self) -> Response:
-        return RegistryResponse(["AVRO", "JSON"])
+        return RegistryResponse(["AVRO", "JSON", "PROTOBUF"])
 
     @api.get("/schemas/ids/{schema_id}")
-    async def get_by_id(self, schema_id: str) -> Response:
+    async def get_by_id(self, schema_id: str, request: Request) -> Response:
         async def work() -> Any:
-            got = await self._call("get_by_id", _schema_id(schema_id))
+            got = await self._call("get_by_id", _schema_id(schema_id), **_format(request))
             out = _schema_view(got, "schema")
             if got.get("references"):
                 out["references"] = got["references"]

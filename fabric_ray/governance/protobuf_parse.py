@@ -81,12 +81,14 @@ class ProtoSchema:
         references: import name -> ``{"name", "subject", "version"}`` for the imports that came
             from Confluent references (the others are built in).
         source: what was compiled: ``"text"`` or ``"descriptor"`` (base64).
+        text: the schema as given.
     """
 
     file: descriptor_pb2.FileDescriptorProto
     files: tuple[descriptor_pb2.FileDescriptorProto, ...]
     references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = "text"
+    text: str = ""
 
     @property
     def name(self) -> str:
@@ -195,7 +197,7 @@ def parse_protobuf(
                 _CACHE.popitem(last=False)
     refs = {r["name"]: dict(r) for r in references}
     source = "descriptor" if _as_descriptor(schema) is not None else "text"
-    return ProtoSchema(files[-1], files, refs, source)
+    return ProtoSchema(files[-1], files, refs, source, schema)
 
 
 _CACHE: OrderedDict[Any, tuple[descriptor_pb2.FileDescriptorProto, ...]] = OrderedDict()
