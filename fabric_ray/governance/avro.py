@@ -49,7 +49,9 @@ PROMOTIONS = frozenset({
     ("string", "bytes"), ("bytes", "string"),
 })
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Letters, digits and underscores, not starting with a digit; Unicode letters count (Avro Java 1.12's
+# strict name validator uses Character.isLetter, and Confluent accepts names such as "Café").
+_NAME = re.compile(r"[^\W\d]\w*\Z")
 _NO_DEFAULT = object()
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
@@ -177,7 +179,8 @@ def parse_avro(schema: str | dict | list | AvroSchema) -> AvroSchema:
 class _Parser:
     """One parse: the named types defined so far and the defaults still to check."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_defaults: bool = True) -> None:
+        self.check_defaults = check_defaults  # False: Confluent's validateNewSchemas=false
         self.names: dict[str, AvroSchema] = {}
         # Defaults are checked once the whole tree exists, so recursive types can be walked.
         self.pending_defaults: list[tuple[tuple[str, ...], AvroSchema, Any]] = []
@@ -305,7 +308,7 @@ class _Parser:
             ftype = self.parse(f["type"], here, namespace)
             aliases = tuple(_name_list(f.get("aliases", []), "aliases", here))
             default = f.get("default", _NO_DEFAULT)
-            if default is not _NO_DEFAULT:
+            if default is not _NO_DEFAULT and self.check_defaults:
                 self.pending_defaults.append((here, ftype, default))
             fields.append(AvroField(name, ftype, default, aliases))
         return tuple(fields)

@@ -3,9 +3,15 @@
 Methods mirror the REST API (``POST /subjects/{s}/versions`` is :meth:`SchemaRegistry.register`,
 ``GET /schemas/ids/{id}`` is :meth:`SchemaRegistry.get_by_id`, and so on) and every failure is a
 :class:`RegistryError` carrying Confluent's HTTP status and error code, so an HTTP shell only has
-to route requests and serialise results. Avro and JSON Schema are accepted; Protobuf is refused
-until compatibility checks for it exist. Avro schemas may use named types of other subjects'
-versions through Confluent ``references`` (``[{"name", "subject", "version"}]``).
+to route requests and serialise results. Schema types are formats of
+:mod:`fabric_ray.governance.formats` (Avro and JSON Schema; others plug in there). Avro schemas may
+use named types of other subjects' versions through Confluent ``references``
+(``[{"name", "subject", "version"}]``).
+
+Identity is Confluent's: a schema is its type, its text as the format writes it (Avro: Avro Java's
+``Schema.toString()``, keeping logical types, defaults, docs and aliases) and its references; the
+same schema in two subjects has one id. ``normalize=True`` (or the ``normalize`` config) stores
+and looks up the format's normalized text instead.
 
 Example:
     >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
@@ -15,11 +21,13 @@ Example:
     1
     >>> registry.register("payments-value", v1)  # idempotent
     1
+    >>> registry.get_by_id(1)["schema"]  # stored as Confluent stores it
+    '{"type":"record","name":"Payment","fields":[{"name":"amount","type":"int"}]}'
     >>> registry.register("payments-value",
     ...     '{"type": "record", "name": "Payment", "fields": [{"name": "currency", "type": "string"}]}')
     Traceback (most recent call last):
     ...
-    fabric_ray.governance.registry.RegistryError: 409/409: Schema being registered is incompatible with an earlier schema for subject 'payments-value': BACKWARD: new schema cannot read version 1: record 'Payment' field 'currency': reader field is missing from the writer and has no default
+    fabric_ray.governance.registry.RegistryError: 409/409: Schema being registered is incompatible with an earlier schema for subject 'payments-value': BACKWARD: new schema cannot read version 1: record 'Payment' field 'currency': reader field is missing from the writer and has no default (READER_FIELD_MISSING_DEFAULT_VALUE at /fields/0)
     >>> registry.get_version("payments-value", "latest")["version"]
     1
 """
@@ -28,17 +36,18 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import Any
 
-from fabric_ray.governance import avro, json_schema
+from fabric_ray.governance import avro, formats
 from fabric_ray.governance.registry_store import RegistryStore, StoredSchema, SubjectVersion
 
-__all__ = ["DEFAULT_COMPATIBILITY", "SCHEMA_TYPES", "RegistryError", "SchemaRegistry"]
+__all__ = ["CONFIG_OPTIONS", "DEFAULT_COMPATIBILITY", "IDENTITY", "RegistryError", "SchemaRegistry"]
 
 DEFAULT_COMPATIBILITY = avro.Compatibility.BACKWARD.value
-SCHEMA_TYPES = ("AVRO", "JSON")
-
-
+# Config options besides the level, with Confluent's defaults (schema.validate.new.schemas=true).
+CONFIG_OPTIONS = {"normalize": False, "validateNewSchemas": True}
+# The rule the stored identity keys follow; a store keyed by another rule is rekeyed on start.
+IDENTITY = "confluent-text-v1"
 class RegistryError(Exception):
     """A registry failure with Confluent's HTTP ``status`` and ``error_code``.
 
@@ -71,72 +80,51 @@ def _version_not_found(subject: str, version: Any) -> RegistryError:
 
 
 class _Parsed:
-    """A validated candidate schema: its type, identity text, original text and compatibility checker.
+    """A validated candidate schema: its format, parsed form, stored text and identity key.
 
-    ``references`` are the checked reference list; ``named_sources`` the texts of the schemas they
-    resolve to, dependencies first, whose named types the schema may use (Avro only).
+    ``text`` is what the registry stores and returns (the format's text, or its normalized text
+    with ``normalize``); ``identity`` adds the reference list, so the same text with other
+    references is another schema, as in Confluent.
     """
 
     def __init__(
-        self, schema: Any, schema_type: str, references: list[dict[str, Any]] | None = None,
-        named_sources: list[str] | None = None,
+        self, schema: Any, schema_type: Any, references: list[dict[str, Any]], resolved: list[formats.Resolved],
+        validate: bool = True, normalize: bool = False,
     ) -> None:
-        if not isinstance(schema_type, str) or schema_type.upper() not in SCHEMA_TYPES + ("PROTOBUF",):
+        try:
+            self.format = formats.get_format(schema_type)
+        except (formats.SchemaFormatError, AttributeError):
             raise RegistryError(
-                422, 42201, f"Invalid schema type {schema_type!r}; expected one of {', '.join(SCHEMA_TYPES)}"
-            )
-        self.schema_type = schema_type.upper()
-        if self.schema_type == "PROTOBUF":
+                422, 42201, f"Invalid schema type {schema_type!r}; expected one of {', '.join(formats.schema_types())}"
+            ) from None
+        self.schema_type = self.format.schema_type
+        self.references = list(references)
+        if self.references and not self.format.references_supported:
             raise RegistryError(
-                422, 42201,
-                "Schema type 'PROTOBUF' is refused: Protobuf is accepted only once compatibility checks for it "
-                "exist, and they do not yet",
-            )
-        self.original = schema if isinstance(schema, str) else json.dumps(schema)
-        self.references = list(references or [])
-        if self.references and self.schema_type != "AVRO":
-            raise RegistryError(
-                422, 42201, f"Schema references are supported for AVRO schemas only; got {self.schema_type} with "
+                422, 42201, f"Schema references are not supported for {self.schema_type} schemas; got "
                 f"references {self.references!r}",
             )
+        if normalize:  # Confluent sorts and deduplicates the references of a normalized schema
+            unique = {json.dumps(r, sort_keys=True): r for r in self.references}
+            self.references = sorted(unique.values(), key=lambda r: (r["name"], r["subject"], r["version"]))
+        source = schema if isinstance(schema, str) else json.dumps(schema)
         try:
-            if self.schema_type == "AVRO":
-                self.tree: Any = _parse_avro_with(named_sources or [], schema)
-                # The canonical form writes referenced types out in full; the identity adds the
-                # reference list, as Confluent's does (same text, other references: another schema).
-                self.canonical = avro.canonical_form(self.tree)
-                if self.references:
-                    self.canonical += "\nreferences:" + json.dumps(self.references, sort_keys=True, separators=(",", ":"))
-            else:
-                self.tree = json_schema.parse_json_schema(schema)
-                self.canonical = json.dumps(self.tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        except (avro.AvroSchemaError, json_schema.JsonSchemaError) as exc:
+            self.parsed = self.format.parse(source, resolved, validate=validate)
+            self.text = self.format.normalized(self.parsed) if normalize else self.format.text(self.parsed)
+        except formats.SchemaFormatError as exc:
             raise RegistryError(422, 42201, f"Invalid {self.schema_type} schema: {exc}") from None
-
-    @property
-    def checker(self) -> Callable[[Any, Any], list[str]]:
-        return avro.check_compatibility if self.schema_type == "AVRO" else json_schema.check_compatibility
+        self.identity = _identity(self.text, self.references)
 
     @property
     def references_json(self) -> str:
         return json.dumps(self.references)
 
 
-def _parse_avro_with(named_sources: list[str], schema: Any) -> avro.AvroSchema:
-    """Parse ``schema`` with the named types of ``named_sources`` (referenced schemas) already defined."""
-    if not named_sources:
-        return avro.parse_avro(schema)
-    # One parser for all: each referenced schema's named types are known to the ones after it.
-    parser = avro._Parser()
-    for source in named_sources + [schema]:
-        raw = source
-        if isinstance(source, str) and source.strip()[:1] in ('"', "{", "["):
-            try:
-                raw = json.loads(source)
-            except json.JSONDecodeError as exc:
-                raise avro.AvroSchemaError(f"schema: not valid JSON ({exc})") from None
-        tree = parser.parse_root(raw)
-    return tree
+def _identity(text: str, references: list[dict[str, Any]]) -> str:
+    """The identity key of a schema text with its references (the store's ``canonical`` column)."""
+    if not references:
+        return text
+    return text + "\nreferences:" + json.dumps(references, sort_keys=True, separators=(",", ":"))
 
 
 def _check_references(references: Any) -> list[dict[str, Any]]:
@@ -174,6 +162,9 @@ class SchemaRegistry:
 
     def __init__(self, store: RegistryStore) -> None:
         self._store = store
+        # A store written under an earlier identity rule (e.g. Avro's Parsing Canonical Form) gets
+        # its identity keys and stored texts recomputed once, in one transaction; ids and versions stay.
+        store.rekey_schemas(IDENTITY, self._rekey)
 
     @property
     def store(self) -> RegistryStore:
@@ -201,40 +192,61 @@ class SchemaRegistry:
 
     # -- registering and reading ----------------------------------------------------------------
 
-    def register(self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None) -> int:
-        """Register ``schema`` under ``subject``; return its global id.
+    def register(
+        self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None,
+        normalize: bool = False, version: int | None = None,
+    ) -> int:
+        """Register ``schema`` under ``subject``; return its global id (``POST /subjects/{s}/versions``).
 
-        Idempotent: a schema already live under the subject returns its id without a new version.
-        The same schema (same canonical form) under another subject gets the same id.
+        As Confluent does: the schema is validated (defaults too, unless the ``validateNewSchemas``
+        config is false) and normalized when ``normalize`` or the ``normalize`` config is set; if
+        the same schema (type, text, references) is live under the subject its id is returned
+        without a new version (when no ``version`` is asked for); otherwise it must pass the
+        subject's compatibility level, and the new version gets the schema's existing id if any
+        subject has it, else a new one.
 
         ``references`` (Avro only) name other subjects' versions whose named types the schema uses:
-        ``[{"name": "fabric.Money", "subject": "money-value", "version": 1}]``.
+        ``[{"name": "fabric.Money", "subject": "money-value", "version": 1}]``. ``version``, when
+        given, must be the next version number (Confluent's compare-and-set).
 
         Raises:
-            RegistryError: 422/42201 invalid schema, unknown type, Protobuf, or a malformed or
-                unresolvable reference; 409/409 incompatible with the subject's history under its
-                compatibility level.
+            RegistryError: 422/42201 invalid schema, unknown type, a malformed or unresolvable
+                reference, or a ``version`` that is not the next one; 409/409 incompatible with the
+                subject's history under its compatibility level.
 
         Example:
             >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
             >>> r = SchemaRegistry(MemoryRegistryStore())
             >>> r.register("a", '"string"'), r.register("b", {"type": "string"})
             (1, 1)
-            >>> r.register("money-value", '{"type": "fixed", "name": "fabric.Money", "size": 8}')
+            >>> r.register("ts", '{"type": "long", "logicalType": "timestamp-millis"}')  # not "long"
             2
+            >>> r.register("money-value", '{"type": "fixed", "name": "fabric.Money", "size": 8}')
+            3
             >>> r.register("payment-value",
             ...     '{"type": "record", "name": "Payment", "fields": [{"name": "amount", "type": "fabric.Money"}]}',
             ...     references=[{"name": "fabric.Money", "subject": "money-value", "version": 1}])
-            3
+            4
         """
         _check_subject(subject)
         with self._store.atomic():  # references resolve against the same state the write lands in
-            parsed = self._parse(schema, schema_type, references)
-            live = self._live(subject)
-            schema_id = self._store.find_schema(parsed.schema_type, parsed.canonical)
-            if schema_id is not None and any(row.schema_id == schema_id for row in live):
+            settings = self.config(subject)
+            parsed = self._parse(
+                schema, schema_type, references, validate=settings["validateNewSchemas"],
+                normalize=normalize or settings["normalize"],
+            )
+            rows = self._store.versions(subject)
+            live = [r for r in rows if not r.deleted]
+            schema_id = self._store.find_schema(parsed.schema_type, parsed.identity)
+            if version is None and schema_id is not None and any(row.schema_id == schema_id for row in live):
                 return schema_id
-            problems = self._problems(subject, parsed, live)
+            next_version = max((r.version for r in rows), default=0) + 1
+            if version is not None and version not in (-1, 0, next_version):
+                raise RegistryError(
+                    422, 42201, f"Invalid schema: version {version} is not one more than the subject's latest "
+                    f"version {next_version - 1}",
+                )
+            problems = self._problems(subject, parsed, live, transitive_history=True)
             if problems:
                 raise RegistryError(
                     409, 409,
@@ -242,7 +254,7 @@ class SchemaRegistry:
                     + "; ".join(problems),
                 )
             row = self._store.add_version(
-                subject, parsed.schema_type, parsed.canonical, parsed.original, parsed.references_json
+                subject, parsed.schema_type, parsed.identity, parsed.text, parsed.references_json
             )
             return row.schema_id
 
@@ -257,16 +269,22 @@ class SchemaRegistry:
             raise _subject_not_found(subject)
         return [r.version for r in rows]
 
-    def get_version(self, subject: str, version: int | str = "latest", include_deleted: bool = False) -> dict[str, Any]:
+    def get_version(
+        self, subject: str, version: int | str = "latest", include_deleted: bool = False, format: str | None = None
+    ) -> dict[str, Any]:
         """``{"subject", "version", "id", "schemaType", "schema"}`` of one version, plus ``"references"`` if it has any.
+
+        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers.
 
         Raises:
             RegistryError: 422/42202 bad version, 404/40401 unknown subject, 404/40402 unknown version.
         """
-        return self._describe(self._row(subject, version, include_deleted))
+        return self._formatted(self._describe(self._row(subject, version, include_deleted)), format)
 
-    def get_by_id(self, schema_id: int) -> dict[str, Any]:
+    def get_by_id(self, schema_id: int, format: str | None = None) -> dict[str, Any]:
         """``{"id", "schemaType", "schema", "references"}`` for a global id; 404/40403 when unknown.
+
+        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers.
 
         Example:
             >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
@@ -278,26 +296,41 @@ class SchemaRegistry:
         stored = self._store.get_schema(schema_id) if isinstance(schema_id, int) else None
         if stored is None:
             raise RegistryError(404, 40403, f"Schema {schema_id!r} not found")
-        return {
+        return self._formatted({
             "id": stored.id, "schemaType": stored.schema_type, "schema": stored.original,
             "references": json.loads(stored.references),
-        }
+        }, format)
+
+    def _formatted(self, described: dict[str, Any], format: str | None) -> dict[str, Any]:
+        """``described`` with its schema in ``format``: ``serialized`` turns Protobuf into a base64 descriptor."""
+        if described["schemaType"] != "PROTOBUF" or str(format or "").lower() != "serialized":
+            return described
+        refs = described.get("references") or []
+        parsed = _Parsed(described["schema"], "PROTOBUF", refs, self._resolved(refs) if refs else [], validate=False)
+        return {**described, "schema": parsed.format.serialized(parsed.parsed)}
 
     def lookup(
-        self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None
+        self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None,
+        normalize: bool = False, include_deleted: bool = False,
     ) -> dict[str, Any]:
-        """Which live version of ``subject`` holds ``schema`` with these ``references`` (``POST /subjects/{subject}``).
+        """Which version of ``subject`` holds ``schema`` with these ``references`` (``POST /subjects/{subject}``).
+
+        The candidate is parsed as Confluent does for a lookup (defaults not validated) and
+        normalized with ``normalize`` or the ``normalize`` config; soft-deleted versions count
+        only with ``include_deleted``.
 
         Raises:
             RegistryError: 404/40401 unknown subject, 404/40403 schema not under the subject,
                 422/42201 invalid schema or reference.
         """
-        parsed = self._parse(schema, schema_type, references)
-        live = self._live(subject)
-        if not live:
+        settings = self.config(subject)
+        parsed = self._parse(schema, schema_type, references, validate=False,
+                             normalize=normalize or settings["normalize"])
+        rows = [r for r in self._store.versions(subject) if include_deleted or not r.deleted]
+        if not rows:
             raise _subject_not_found(subject)
-        schema_id = self._store.find_schema(parsed.schema_type, parsed.canonical)
-        for row in reversed(live):
+        schema_id = self._store.find_schema(parsed.schema_type, parsed.identity)
+        for row in reversed(rows):
             if row.schema_id == schema_id:
                 return self._describe(row)
         raise RegistryError(404, 40403, f"Schema not found under subject {subject!r}")
@@ -305,19 +338,46 @@ class SchemaRegistry:
     # -- compatibility --------------------------------------------------------------------------
 
     def check(
-        self, subject: str, schema: Any, version: int | str = "latest", schema_type: str = "AVRO",
-        references: list | None = None,
+        self, subject: str, schema: Any, version: int | str | None = None, schema_type: str = "AVRO",
+        references: list | None = None, normalize: bool = False,
     ) -> list[str]:
-        """Why ``schema`` would be incompatible with ``subject`` at ``version``; empty when compatible.
+        """Why ``schema`` would be incompatible with ``subject``; empty when compatible.
 
-        ``"latest"`` checks against the live history under the subject's level (transitive modes
-        use every live version, the others the latest); a number checks against that version only.
-        An unknown subject with ``"latest"`` is compatible, as in Confluent.
+        ``version=None`` (``POST /compatibility/subjects/{s}/versions``) checks as ``register`` would:
+        against the live history under the subject's level (every version when transitive, else
+        the latest). A version (a number, ``"latest"`` or -1; ``POST .../versions/{version}``)
+        checks against that one version only, in the level's direction, as Confluent does even
+        under a transitive level. An unknown subject with ``None`` or ``"latest"`` is compatible.
+        The candidate is validated as ``register`` validates it (``validateNewSchemas``).
+
+        Raises:
+            RegistryError: 422/42201 invalid schema, 422/42202 bad version, 404/40401 unknown subject
+                or 404/40402 unknown version (for a numbered version).
+
+        Example:
+            >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
+            >>> r = SchemaRegistry(MemoryRegistryStore())
+            >>> r.set_config("BACKWARD_TRANSITIVE")
+            'BACKWARD_TRANSITIVE'
+            >>> f1 = {"name": "f1", "type": "string"}
+            >>> r.register("s", {"type": "record", "name": "r", "fields": [f1]})
+            1
+            >>> r.register("s", {"type": "record", "name": "r", "fields": [f1, {"name": "f2", "type": "string", "default": "x"}]})
+            2
+            >>> no_default = {"type": "record", "name": "r", "fields": [f1, {"name": "f2", "type": "string"}]}
+            >>> r.check("s", no_default, "latest")  # version 2 only
+            []
+            >>> len(r.check("s", no_default)) > 0  # the history: version 1 has no f2
+            True
         """
-        parsed = self._parse(schema, schema_type, references)
-        if _parse_version(version) == -1:
-            return self._problems(subject, parsed, self._live(subject))
-        return self._problems(subject, parsed, [self._row(subject, version)])
+        settings = self.config(subject)
+        parsed = self._parse(schema, schema_type, references, validate=settings["validateNewSchemas"],
+                             normalize=normalize or settings["normalize"])
+        if version is None:
+            return self._problems(subject, parsed, self._live(subject), transitive_history=True)
+        if _parse_version(version) == -1 and not self._live(subject):
+            return []
+        return self._problems(subject, parsed, [self._row(subject, version)], transitive_history=False)
 
     def referenced_by(self, subject: str, version: int | str = "latest") -> list[int]:
         """Ids of the schemas whose references name ``subject`` at ``version`` (live or soft-deleted versions), sorted.
@@ -349,28 +409,94 @@ class SchemaRegistry:
             raise _no_subject_config(subject)
         return level or self._store.get_config(None) or DEFAULT_COMPATIBILITY
 
+    def config(self, subject: str | None = None) -> dict[str, Any]:
+        """The effective config of ``subject`` (its own settings over the global ones) with defaults.
+
+        Example:
+            >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
+            >>> SchemaRegistry(MemoryRegistryStore()).config("s")
+            {'compatibilityLevel': 'BACKWARD', 'normalize': False, 'validateNewSchemas': True}
+        """
+        options = {**CONFIG_OPTIONS, **self._store.get_options(None)}
+        if subject is not None:
+            options.update(self._store.get_options(subject))
+        return {"compatibilityLevel": self.get_config(subject), **options}
+
+    def get_config_body(self, subject: str | None = None, default_to_global: bool = True) -> dict[str, Any]:
+        """``GET /config[/{subject}]``: ``{"compatibilityLevel"}`` plus the options that are set.
+
+        A subject with no level of its own answers with the global level under
+        ``default_to_global``, else 404/40408 (unless it has options of its own).
+        """
+        own = self._store.get_options(subject) if subject is not None else self._store.get_options(None)
+        if subject is not None and not default_to_global:
+            level = self._store.get_config(subject)
+            if level is None and not own:
+                raise _no_subject_config(subject)
+            body = {"compatibilityLevel": level} if level is not None else {}
+            return {**body, **own}
+        if subject is not None:
+            own = {**self._store.get_options(None), **own}
+        return {"compatibilityLevel": self.get_config(subject), **own}
+
     def set_config(self, compatibility: str, subject: str | None = None) -> str:
         """Set the level globally or for one subject; 422/42203 for an unknown level. Returns the level."""
-        try:
-            level = avro.Compatibility(str(compatibility).upper()).value
-        except ValueError:
-            known = ", ".join(m.value for m in avro.Compatibility)
-            raise RegistryError(
-                422, 42203, f"Invalid compatibility level {compatibility!r}; expected one of {known}"
-            ) from None
+        return self.update_config(subject, compatibility=compatibility)["compatibility"]
+
+    def update_config(
+        self, subject: str | None = None, compatibility: str | None = None, normalize: bool | None = None,
+        validate_new_schemas: bool | None = None,
+    ) -> dict[str, Any]:
+        """``PUT /config[/{subject}]``: set what is given, keep the rest; answer Confluent's echo of it.
+
+        Raises:
+            RegistryError: 422/42203 unknown level or a non-boolean option.
+
+        Example:
+            >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
+            >>> r = SchemaRegistry(MemoryRegistryStore())
+            >>> r.update_config(validate_new_schemas=False)
+            {'validateNewSchemas': False}
+            >>> r.update_config("s", compatibility="full", normalize=True)
+            {'compatibility': 'FULL', 'normalize': True}
+            >>> r.config("s")
+            {'compatibilityLevel': 'FULL', 'normalize': True, 'validateNewSchemas': False}
+        """
+        answer: dict[str, Any] = {}
+        if compatibility is not None:
+            try:
+                answer["compatibility"] = avro.Compatibility(str(compatibility).upper()).value
+            except ValueError:
+                known = ", ".join(m.value for m in avro.Compatibility)
+                raise RegistryError(
+                    422, 42203, f"Invalid compatibility level {compatibility!r}; expected one of {known}"
+                ) from None
+        for key, value in (("normalize", normalize), ("validateNewSchemas", validate_new_schemas)):
+            if value is not None:
+                if not isinstance(value, bool):
+                    raise RegistryError(422, 42203, f"Invalid config: {key!r} must be true or false; got {value!r}")
+                answer[key] = value
         if subject is not None:
             _check_subject(subject)
-        self._store.set_config(subject, level)
-        return level
+        with self._store.atomic():
+            if "compatibility" in answer:
+                self._store.set_config(subject, answer["compatibility"])
+            options = {k: v for k, v in answer.items() if k != "compatibility"}
+            if options:
+                self._store.set_options(subject, {**self._store.get_options(subject), **options})
+        return answer
 
     def delete_config(self, subject: str) -> str:
-        """Drop a subject's own level so it falls back to global; 404/40408 when it had none. Returns the dropped level."""
+        """Drop a subject's own level and options so it falls back to global; 404/40408 when it had none.
+
+        Returns the dropped level (the global level when the subject had options only).
+        """
         with self._store.atomic():
             level = self._store.get_config(subject)
-            deleted = level is not None and self._store.delete_config(subject)
+            deleted = self._store.delete_config(subject)
         if not deleted:
             raise _no_subject_config(subject)
-        return level
+        return level or self.get_config(None)
 
     # -- deleting -------------------------------------------------------------------------------
 
@@ -465,18 +591,29 @@ class SchemaRegistry:
             out["references"] = references
         return out
 
-    def _parse(self, schema: Any, schema_type: Any, references: Any) -> _Parsed:
+    def _parse(
+        self, schema: Any, schema_type: Any, references: Any, validate: bool = True, normalize: bool = False
+    ) -> _Parsed:
         """A candidate schema with its references checked and resolved."""
         refs = _check_references(references)
-        return _Parsed(schema, schema_type, refs, self._named_sources(refs) if refs else [])
+        return _Parsed(schema, schema_type, refs, self._resolved(refs) if refs else [], validate, normalize)
 
     def _parse_stored(self, stored: StoredSchema) -> _Parsed:
+        """A registered schema; checks meant for new schemas (defaults) are not applied again."""
         refs = json.loads(stored.references)
-        return _Parsed(stored.original, stored.schema_type, refs, self._named_sources(refs) if refs else [])
+        return _Parsed(stored.original, stored.schema_type, refs, self._resolved(refs) if refs else [], validate=False)
 
-    def _named_sources(self, refs: list[dict[str, Any]]) -> list[str]:
-        """Texts of the schemas ``refs`` resolve to, their own references first, each once; 422/42201 when missing."""
-        sources: list[str] = []
+    def _rekey(self, stored: StoredSchema) -> tuple[str, str]:
+        """(identity, text) of a stored schema under :data:`IDENTITY`; unchanged if it no longer parses."""
+        try:
+            parsed = self._parse_stored(stored)
+        except RegistryError:
+            return stored.canonical, stored.original
+        return _identity(parsed.text, parsed.references), parsed.text
+
+    def _resolved(self, refs: list[dict[str, Any]]) -> list[formats.Resolved]:
+        """The schemas ``refs`` resolve to, their own references first, each once; 422/42201 when missing."""
+        found: list[formats.Resolved] = []
         seen: set[tuple[str, int]] = set()
 
         def visit(ref: dict[str, Any]) -> None:
@@ -491,18 +628,13 @@ class SchemaRegistry:
                     422, 42201, f"Invalid schema reference {ref['name']!r}: subject {ref['subject']!r} "
                     f"version {ref['version']} not found",
                 )
-            if stored.schema_type != "AVRO":
-                raise RegistryError(
-                    422, 42201, f"Invalid schema reference {ref['name']!r}: subject {ref['subject']!r} "
-                    f"version {ref['version']} is {stored.schema_type}; an AVRO schema can only reference AVRO",
-                )
             for inner in json.loads(stored.references):
                 visit(inner)
-            sources.append(stored.original)
+            found.append(formats.Resolved(ref["name"], stored.schema_type, stored.original))
 
         for ref in refs:
             visit(ref)
-        return sources
+        return found
 
     def _references_to(self) -> dict[tuple[str, int], list[int]]:
         """(subject, version) -> sorted ids of the schemas referencing it, over schemas that still have a
@@ -525,11 +657,17 @@ class SchemaRegistry:
                     f"schema ids {ids}; delete those first",
                 )
 
-    def _problems(self, subject: str, parsed: _Parsed, against: list[SubjectVersion]) -> list[str]:
+    def _problems(
+        self, subject: str, parsed: _Parsed, against: list[SubjectVersion], transitive_history: bool
+    ) -> list[str]:
+        """Problems of ``parsed`` against the versions ``against`` under the subject's level.
+
+        With ``transitive_history`` a non-transitive level keeps only the latest of ``against``.
+        """
         mode = avro.Compatibility(self.get_config(subject))
         if mode is avro.Compatibility.NONE or not against:
             return []
-        if not mode.value.endswith("_TRANSITIVE"):
+        if transitive_history and not mode.value.endswith("_TRANSITIVE"):
             against = against[-1:]
         problems: list[str] = []
         for row in against:
@@ -538,9 +676,9 @@ class SchemaRegistry:
             if stored.schema_type != parsed.schema_type:
                 problems.append(f"version {row.version} is {stored.schema_type}, the new schema is {parsed.schema_type}")
                 continue
-            old = self._parse_stored(stored).tree
+            old = self._parse_stored(stored).parsed
             # check_mode numbers the one previous schema 0; name the real version instead.
-            for p in avro.check_mode(mode, parsed.tree, [old], checker=parsed.checker):
+            for p in avro.check_mode(mode, parsed.parsed, [old], checker=parsed.format.check):
                 problems.append(p.replace("version 0", f"version {row.version}", 1))
         return problems
 

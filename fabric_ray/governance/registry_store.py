@@ -1,11 +1,16 @@
 """Storage for the schema registry and data products: a narrow protocol, a memory and a SQL backend.
 
-The store knows nothing about schema languages or compatibility; it keeps four things:
+The store knows nothing about schema languages or compatibility; it keeps five things:
 
-* schemas: global id, schema type, canonical text (the identity), original text, references JSON;
+* schemas: global id, schema type, identity key (``canonical``: the registry's schema text plus its
+  references), stored text (``original``), references JSON;
 * subject versions: (subject, version) -> schema id, with a soft-deleted flag;
-* config: compatibility level per subject, or global (``subject=None``);
-* products: data product name -> its spec as JSON text (opaque to the store).
+* config: compatibility level per subject, or global (``subject=None``), and other options
+  (``normalize``, ``validateNewSchemas``) as a JSON object;
+* products: data product name -> its spec as JSON text (opaque to the store);
+* the identity marker: which rule computed the identity keys. :meth:`RegistryStore.rekey_schemas`
+  recomputes every key, in one transaction, when the registry's rule changes (see
+  ``docs/schema-compatibility.md``, "Migration"); ids and version rows never change.
 
 Every write is a transaction; :meth:`RegistryStore.atomic` groups several writes into one, which
 commits whole or not at all. Schema rows are never removed, so a global id always means the same schema.
@@ -27,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from contextlib import contextmanager
@@ -123,7 +129,21 @@ class RegistryStore(Protocol):
         """Set the compatibility level for ``subject`` (None: global)."""
 
     def delete_config(self, subject: str) -> bool:
-        """Drop a subject-level setting; False when there was none."""
+        """Drop a subject's level and options; False when it had neither."""
+
+    def get_options(self, subject: str | None) -> dict[str, Any]:
+        """Config options set for ``subject`` (None: global), e.g. ``{"normalize": True}``; empty when unset."""
+
+    def set_options(self, subject: str | None, options: dict[str, Any]) -> None:
+        """Replace the config options of ``subject`` (None: global); an empty dict clears them."""
+
+    def rekey_schemas(self, marker: str, rekey: Any) -> int:
+        """Recompute every schema's identity key unless the store's marker already equals ``marker``.
+
+        ``rekey(stored) -> (canonical, original)`` gives a row's new key and stored text. In one
+        transaction: every row is rekeyed, then ``marker`` is recorded. Returns the rows rekeyed
+        (0 when the marker matched). Ids and version rows are untouched.
+        """
 
     def put_product(self, name: str, spec_json: str) -> None:
         """Insert or replace data product ``name`` with its spec (JSON text, opaque to the store)."""
@@ -166,6 +186,8 @@ class MemoryRegistryStore:
         self._by_key: dict[tuple[str, str], int] = {}
         self._versions: dict[str, dict[int, SubjectVersion]] = {}
         self._config: dict[str | None, str] = {}
+        self._options: dict[str | None, dict[str, Any]] = {}
+        self._marker: str | None = None
         self._products: dict[str, str] = {}
 
     @contextmanager
@@ -191,11 +213,12 @@ class MemoryRegistryStore:
     def _snapshot(self) -> tuple:
         return (
             dict(self._schemas), dict(self._by_key), {s: dict(rows) for s, rows in self._versions.items()},
-            dict(self._config), dict(self._products),
+            dict(self._config), dict(self._products), dict(self._options), self._marker,
         )
 
     def _restore(self, snapshot: tuple) -> None:
-        self._schemas, self._by_key, self._versions, self._config, self._products = snapshot
+        (self._schemas, self._by_key, self._versions, self._config, self._products, self._options,
+         self._marker) = snapshot
 
     def find_schema(self, schema_type: str, canonical: str) -> int | None:
         with self._lock:
@@ -251,7 +274,29 @@ class MemoryRegistryStore:
 
     def delete_config(self, subject: str) -> bool:
         with self._lock:
-            return self._config.pop(subject, None) is not None
+            had_options = bool(self._options.pop(subject, None))
+            return self._config.pop(subject, None) is not None or had_options
+
+    def get_options(self, subject: str | None) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._options.get(subject, {}))
+
+    def set_options(self, subject: str | None, options: dict[str, Any]) -> None:
+        with self._lock:
+            self._options[subject] = dict(options)
+
+    def rekey_schemas(self, marker: str, rekey: Any) -> int:
+        with self.atomic():
+            if self._marker == marker:
+                return 0
+            schemas = {}
+            for sid, row in sorted(self._schemas.items()):
+                canonical, original = rekey(row)
+                schemas[sid] = replace(row, canonical=canonical, original=original)
+            self._schemas = schemas
+            self._by_key = {(row.schema_type, row.canonical): sid for sid, row in schemas.items()}
+            self._marker = marker
+            return len(schemas)
 
     def put_product(self, name: str, spec_json: str) -> None:
         with self._lock:
@@ -375,6 +420,17 @@ _CONFIG = sa.Table(
     sa.Column("subject", sa.Text, primary_key=True),  # "" is the global level; subjects are never empty
     sa.Column("compatibility", sa.String(32), nullable=False),
 )
+_OPTIONS = sa.Table(
+    "registry_config_options", _META,
+    sa.Column("subject", sa.Text, primary_key=True),  # "" is global, as in registry_config
+    sa.Column("options_json", sa.Text, nullable=False),
+)
+_META_ROWS = sa.Table(  # created on start by create_all, also in stores written before it existed
+    "registry_meta", _META,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+_IDENTITY_KEY = "identity"
 _PRODUCTS = sa.Table(
     "products", _META,
     sa.Column("name", sa.Text, primary_key=True),
@@ -578,7 +634,32 @@ class SqlRegistryStore:
 
     def delete_config(self, subject: str) -> bool:
         with self._write() as conn:
-            return conn.execute(_CONFIG.delete().where(_CONFIG.c.subject == subject)).rowcount > 0
+            options = conn.execute(_OPTIONS.delete().where(_OPTIONS.c.subject == subject)).rowcount
+            return conn.execute(_CONFIG.delete().where(_CONFIG.c.subject == subject)).rowcount + options > 0
+
+    def get_options(self, subject: str | None) -> dict[str, Any]:
+        rows = self._rows(sa.select(_OPTIONS.c.options_json).where(_OPTIONS.c.subject == (subject or _GLOBAL)))
+        return json.loads(rows[0][0]) if rows else {}
+
+    def set_options(self, subject: str | None, options: dict[str, Any]) -> None:
+        self._upsert(_OPTIONS, _OPTIONS.c.subject, subject or _GLOBAL, options_json=json.dumps(options, sort_keys=True))
+
+    def rekey_schemas(self, marker: str, rekey: Any) -> int:
+        c = _SCHEMAS.c
+        with self._write() as conn:
+            found = conn.execute(sa.select(_META_ROWS.c.value).where(_META_ROWS.c.key == _IDENTITY_KEY)).first()
+            if found is not None and found[0] == marker:
+                return 0
+            rows = [self.get_schema(r[0]) for r in conn.execute(sa.select(c.id).order_by(c.id))]
+            # Move every digest out of the way first, so no row's new key meets another's old one.
+            conn.execute(_SCHEMAS.update().values(canonical_sha256=sa.literal("rekey:") + sa.cast(c.id, sa.Text)))
+            for row in rows:
+                canonical, original = rekey(row)
+                conn.execute(_SCHEMAS.update().where(c.id == row.id).values(
+                    canonical=canonical, canonical_sha256=_digest(canonical), original=original,
+                ))
+            self._upsert(_META_ROWS, _META_ROWS.c.key, _IDENTITY_KEY, value=marker)
+            return len(rows)
 
     # -- products -------------------------------------------------------------------------------
 
@@ -599,11 +680,11 @@ class SqlRegistryStore:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _upsert(self, table: sa.Table, key: sa.Column, value: str, **fields: str) -> None:
+    def _upsert(self, table: sa.Table, key: sa.Column, key_value: str, **fields: str) -> None:
         # Writers are serialised, so update-else-insert cannot race; it also needs no dialect SQL.
         with self._write() as conn:
-            if conn.execute(table.update().where(key == value).values(**fields)).rowcount == 0:
-                conn.execute(table.insert().values({key.name: value, **fields}))
+            if conn.execute(table.update().where(key == key_value).values(**fields)).rowcount == 0:
+                conn.execute(table.insert().values({key.name: key_value, **fields}))
 
     def close(self) -> None:
         self._engine.dispose()

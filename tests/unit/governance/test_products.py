@@ -367,7 +367,7 @@ def test_one_incompatible_product_leaves_everything_as_before(store, tmp_path):
     assert err.problems == [
         f"{tmp_path / 'b_payments.yaml'}: product 'payments': Schema being registered is incompatible with an earlier "
         "schema for subject 'payments-value': BACKWARD: new schema cannot read version 1: record 'Payment' field "
-        "'amount': reader type string cannot read writer type double"
+        "'amount': reader type string cannot read writer type double (TYPE_MISMATCH at /fields/1/type)"
     ]
     assert snapshot(store) == before
     assert [p.name for p in list_products(store)] == ["payments"]

@@ -71,6 +71,23 @@ def store(new_store):
     return new_store()
 
 
+# -- config options -------------------------------------------------------------------------------
+
+
+def test_config_options_per_subject_and_global(new_store):
+    store = new_store()
+    assert store.get_options(None) == {} and store.get_options("s") == {}
+    store.set_options(None, {"validateNewSchemas": False})
+    store.set_options("s", {"normalize": True})
+    assert store.get_options(None) == {"validateNewSchemas": False}
+    assert store.get_options("s") == {"normalize": True}
+    assert store.get_config("s") is None  # options do not make a level
+    again = new_store()
+    assert again.get_options("s") == {"normalize": True}
+    assert again.delete_config("s") is True  # options only: still something to delete
+    assert again.get_options("s") == {} and again.delete_config("s") is False
+
+
 # -- products -----------------------------------------------------------------------------------
 
 
