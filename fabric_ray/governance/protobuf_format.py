@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from fabric_ray.governance.protobuf import ProtobufSchemaError, ProtoSchema, check_compatibility, parse_protobuf
+from fabric_ray.governance.protobuf_text import proto_text
 
 __all__ = ["FORMAT", "ProtobufFormat", "ProtobufFormatError"]
 
@@ -64,11 +65,15 @@ class ProtobufFormat:
         return parsed
 
     def text(self, parsed: ProtoSchema) -> str:
-        """The text as given (``.proto`` text, or the base64 descriptor confluent-kafka sends)."""
-        return parsed.text
+        """The ``.proto`` text printed from the compiled schema, as Confluent stores its printed text.
+
+        Text and base64 forms of one schema print the same, and so are one schema (one id);
+        comments and layout are not kept.
+        """
+        return proto_text(parsed)
 
     def normalized(self, parsed: ProtoSchema) -> str:
-        """The same as :meth:`text`: normalized ``.proto`` printing is not implemented (docs/schema-compatibility.md)."""
+        """The same as :meth:`text`, which is already printed from the descriptor."""
         return self.text(parsed)
 
     def serialized(self, parsed: ProtoSchema) -> str:

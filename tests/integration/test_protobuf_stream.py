@@ -140,6 +140,9 @@ def test_serializer_and_deserializer_round_trip_against_the_fabric_registry(fabr
     registered = client.get_latest_version(f"{topic}-value")
     assert registered.schema.schema_type == "PROTOBUF"
     assert registered.schema_id == struct.unpack(">I", framed[0][1:5])[0]
+    # The serializer sent a base64 descriptor; the registry answers .proto text unless asked for format=serialized.
+    text = client.get_schema(registered.schema_id).schema_str
+    assert text.startswith('syntax = "proto3";\npackage ' + PACKAGE + ";") and "message Payment {" in text
 
     # A message importing another file: the serializer registers the import as a reference first.
     serialize_order = ProtobufSerializer(order_pb2.Order, client)

@@ -15,6 +15,11 @@ PAY = (
     'syntax = "proto3";\npackage shop;\n\nimport "fin/money.proto";\nimport "google/protobuf/timestamp.proto";\n\n'
     "message Payment {\n  string event_id = 1;\n  fin.Money amount = 2;\n  google.protobuf.Timestamp at = 3;\n}\n"
 )
+# PAY as the registry stores it: printed from the compiled schema, type names fully qualified.
+PRINTED = (
+    'syntax = "proto3";\npackage shop;\n\nimport "fin/money.proto";\nimport "google/protobuf/timestamp.proto";\n\n'
+    "message Payment {\n  string event_id = 1;\n  .fin.Money amount = 2;\n  .google.protobuf.Timestamp at = 3;\n}\n"
+)
 MONEY_REF = [{"name": "fin/money.proto", "subject": "money-value", "version": 1}]
 
 
@@ -29,8 +34,11 @@ def test_register_with_references_and_well_known_types(registry):
     sid = registry.register("pay-value", PAY, "PROTOBUF", MONEY_REF)
     assert registry.register("pay-value", PAY, "PROTOBUF", MONEY_REF) == sid  # idempotent
     got = registry.get_version("pay-value", "latest")
-    assert (got["schemaType"], got["schema"], got["references"]) == ("PROTOBUF", PAY, MONEY_REF)
+    assert (got["schemaType"], got["schema"], got["references"]) == ("PROTOBUF", PRINTED, MONEY_REF)
     assert registry.lookup("pay-value", PAY, "PROTOBUF", MONEY_REF)["version"] == 1
+    # Layout and comments are not the schema: the same schema written otherwise is the same id.
+    spaced = PAY.replace("message Payment {", "// payments\nmessage   Payment\n{")
+    assert registry.register("pay-value", spaced, "PROTOBUF", MONEY_REF) == sid
 
 
 def test_serialized_format_is_the_descriptor_confluent_clients_read(registry):
@@ -42,14 +50,17 @@ def test_serialized_format_is_the_descriptor_confluent_clients_read(registry):
         assert proto.package == "shop"
         assert list(proto.dependency) == ["fin/money.proto", "google/protobuf/timestamp.proto"]
         assert [f.type_name for f in proto.message_type[0].field] == ["", ".fin.Money", ".google.protobuf.Timestamp"]
-    assert registry.get_by_id(sid)["schema"] == PAY  # the text as registered, without format
+    assert registry.get_by_id(sid)["schema"] == PRINTED  # .proto text without format
 
 
 def test_a_base64_descriptor_registers_and_checks_like_text(registry):
     registry.register("pay-value", PAY, "PROTOBUF", MONEY_REF)
     serialized = registry.get_version("pay-value", 1, format="serialized")["schema"]
     assert registry.check("pay-value", serialized, schema_type="PROTOBUF", references=MONEY_REF) == []
+    # The base64 form is the same schema as the text: same id, and it reads back as text.
+    assert registry.register("pay-value", serialized, "PROTOBUF", MONEY_REF) == 2
     sid = registry.register("pay-copy-value", serialized, "PROTOBUF", MONEY_REF)
+    assert sid == 2 and registry.get_by_id(sid)["schema"] == PRINTED
     assert registry.get_by_id(sid, format="serialized")["schema"] == serialized
 
 
