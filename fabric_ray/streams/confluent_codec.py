@@ -101,6 +101,32 @@ def split_wire_format(values: Sequence[bytes | None]) -> WireFrames:
     return WireFrames(data, buf, starts, ends, ids, rejected)
 
 
+def check_required(table: pa.Table, kept: np.ndarray, rejected: list[tuple[int, str]], names: Sequence[str]) -> Decoded:
+    """Reject the rows of ``table`` where one of the nullable columns ``names`` is null.
+
+    Worded as ``JsonDecoder`` words it (``missing required field 'note'``), so dead letters read the
+    same whatever the format. ``kept`` are the rows' input indices; ``rejected`` is extended.
+
+    Example:
+        >>> out = check_required(pa.table({"a": [1, None]}), np.array([4, 7]), [], ["a"])
+        >>> out.table.to_pylist(), out.kept.tolist(), out.rejected
+        ([{'a': 1}], [4], [(7, "missing required field 'a'")])
+    """
+    valid = None
+    for name in names:
+        ok = pc.is_valid(table[name])
+        valid = ok if valid is None else pc.and_(valid, ok)
+    if valid is None or table.num_rows == 0:
+        return Decoded(table, kept, sorted(rejected))
+    valid_np = valid.to_numpy(zero_copy_only=False)
+    if valid_np.all():
+        return Decoded(table, kept, sorted(rejected))
+    for row in np.flatnonzero(~valid_np).tolist():
+        name = next(n for n in names if not table[n][row].is_valid)
+        rejected.append((int(kept[row]), f"missing required field {name!r}"))
+    return Decoded(table.filter(valid), kept[valid_np], sorted(rejected))
+
+
 def _strip_logical(schema: Any) -> Any:
     """The schema JSON without ``logicalType``, so fastavro returns the plain stored values."""
     if isinstance(schema, dict):
@@ -237,20 +263,7 @@ class AvroDecoder:
         return self._check_required(table, order, rejected)
 
     def _check_required(self, table: pa.Table, kept: np.ndarray, rejected: list[tuple[int, str]]) -> Decoded:
-        # Worded as JsonDecoder words it, so dead letters read the same whatever the format.
-        valid = None
-        for name in self._nullable_required:
-            ok = pc.is_valid(table[name])
-            valid = ok if valid is None else pc.and_(valid, ok)
-        if valid is None or table.num_rows == 0:
-            return Decoded(table, kept, sorted(rejected))
-        valid_np = valid.to_numpy(zero_copy_only=False)
-        if valid_np.all():
-            return Decoded(table, kept, sorted(rejected))
-        for row in np.flatnonzero(~valid_np).tolist():
-            name = next(n for n in self._nullable_required if not table[n][row].is_valid)
-            rejected.append((int(kept[row]), f"missing required field {name!r}"))
-        return Decoded(table.filter(valid), kept[valid_np], sorted(rejected))
+        return check_required(table, kept, rejected, self._nullable_required)
 
     def _plan(self, schema_id: int) -> _Plan | str:
         """The plan for a writer id, or the reason all its messages are rejected."""

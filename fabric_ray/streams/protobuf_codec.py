@@ -26,13 +26,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 
 from fabric_ray.governance.protobuf import ProtobufSchemaError, ProtoSchema, check_compatibility, parse_protobuf
-from fabric_ray.streams.confluent_codec import HEADER_BYTES, split_wire_format
+from fabric_ray.streams.confluent_codec import HEADER_BYTES, check_required, split_wire_format
 from fabric_ray.streams.json_codec import Decoded
 from fabric_ray.streams.schema_source import SchemaSource, UnknownSchemaId
 
@@ -362,7 +361,7 @@ class ProtobufDecoder:
         sort = np.argsort(order, kind="stable")
         messages = [parsed[j] for j in sort.tolist()]
         table = pa.Table.from_arrays(_columns(self._descriptor, messages), schema=self._schema)
-        return self._check_required(table, order[sort], rejected)
+        return check_required(table, order[sort], rejected, self._nullable_required)
 
     def _check(self, schema_id: int, writer: ProtoSchema, name: str) -> str | None:
         """Why messages of ``name`` in the writer schema cannot be read as the reader message, if they cannot."""
@@ -377,17 +376,3 @@ class ProtobufDecoder:
         if problems:
             return f"writer schema id {schema_id} cannot be read as the reader schema: " + "; ".join(problems)
         return None
-
-    def _check_required(self, table: pa.Table, kept: np.ndarray, rejected: list[tuple[int, str]]) -> Decoded:
-        # Worded as JsonDecoder words it, so dead letters read the same whatever the format.
-        valid = None
-        for name in self._nullable_required:
-            ok = pc.is_valid(table[name])
-            valid = ok if valid is None else pc.and_(valid, ok)
-        if valid is None or table.num_rows == 0:
-            return Decoded(table, kept, sorted(rejected))
-        valid_np = valid.to_numpy(zero_copy_only=False)
-        for row in np.flatnonzero(~valid_np).tolist():
-            name = next(n for n in self._nullable_required if not table[n][row].is_valid)
-            rejected.append((int(kept[row]), f"missing required field {name!r}"))
-        return Decoded(table.filter(valid), kept[valid_np], sorted(rejected))
