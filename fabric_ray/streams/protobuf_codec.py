@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 from fabric_ray.governance.protobuf import ProtobufSchemaError, ProtoSchema, check_compatibility, parse_protobuf
 from fabric_ray.streams.confluent_codec import HEADER_BYTES, check_required, split_wire_format
 from fabric_ray.streams.json_codec import Decoded
-from fabric_ray.streams.schema_source import SchemaSource, UnknownSchemaId
+from fabric_ray.streams.schema_source import SchemaSource, UnknownReference, UnknownSchemaId
 
 __all__ = ["ProtobufDecoder", "message_indexes", "protobuf_to_arrow"]
 
@@ -306,16 +306,32 @@ class ProtobufDecoder:
         except UnknownSchemaId:
             return f"unknown schema id {schema_id}"  # not cached: it may be registered soon
         if found.schema_type != "PROTOBUF":
-            plan = f"schema id {schema_id} is {found.schema_type}, expected PROTOBUF"
-        elif found.references:
-            plan = f"schema id {schema_id} uses schema references, which are not supported"
+            plan: ProtoSchema | str = f"schema id {schema_id} is {found.schema_type}, expected PROTOBUF"
         else:
             try:
-                plan = parse_protobuf(found.schema_str)
+                plan = parse_protobuf(found.schema_str, self._imports(found.references))
             except ProtobufSchemaError as exc:
                 plan = f"schema id {schema_id} is not a valid Protobuf schema: {exc}"
+            except (UnknownReference, LookupError, TypeError) as exc:
+                plan = f"schema id {schema_id} has a reference the registry cannot resolve: {exc}"
         self._plans[schema_id] = plan
         return plan
+
+    def _imports(self, references: Sequence[Any]) -> dict[str, str]:
+        """Import name -> text of every schema ``references`` name, their own references too."""
+        out: dict[str, str] = {}
+        pending = list(references)
+        while pending:
+            ref = pending.pop()
+            if ref["name"] in out:
+                continue
+            referenced = getattr(self.source, "referenced", None)
+            if referenced is None:
+                raise LookupError(f"the schema source {type(self.source).__name__} cannot look references up")
+            found = referenced(ref["subject"], ref["version"])
+            out[ref["name"]] = found.schema_str
+            pending.extend(found.references)
+        return out
 
     def decode(self, values: Sequence[bytes | None]) -> Decoded:
         """Decode a batch of payloads; see the class docstring.

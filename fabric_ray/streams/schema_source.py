@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -31,6 +32,7 @@ __all__ = [
     "RegistryHttpSource",
     "RegistryUnavailable",
     "SchemaSource",
+    "UnknownReference",
     "UnknownSchemaId",
 ]
 
@@ -65,6 +67,19 @@ class UnknownSchemaId(LookupError):
     def __init__(self, schema_id: int) -> None:
         super().__init__(f"unknown schema id {schema_id}")
         self.schema_id = schema_id
+
+
+class UnknownReference(LookupError):
+    """The registry has no version ``version`` of ``subject`` (a schema reference points nowhere).
+
+    Example:
+        >>> str(UnknownReference("money", 2))
+        "subject 'money' has no version 2"
+    """
+
+    def __init__(self, subject: str, version: int) -> None:
+        super().__init__(f"subject {subject!r} has no version {version}")
+        self.subject, self.version = subject, version
 
 
 class RegistryUnavailable(DecoderUnavailable, ConnectionError):
@@ -116,6 +131,22 @@ class LocalRegistrySource:
         except Exception as exc:  # the store failed (a locked SQLite file...): not the messages' fault
             raise RegistryUnavailable(f"schema registry failed on schema id {schema_id}: {type(exc).__name__}: {exc}") from exc
         return _registered(schema_id, body, "the local registry")
+
+    def referenced(self, subject: str, version: int) -> RegisteredSchema:
+        """The schema a Confluent reference ``{"subject", "version"}`` names (soft-deleted versions too).
+
+        Raises:
+            UnknownReference: the registry has no such version.
+        """
+        from fabric_ray.governance.registry import RegistryError
+
+        try:
+            body = self.registry.get_version(subject, version, include_deleted=True)
+        except RegistryError as exc:
+            if exc.status == 404:
+                raise UnknownReference(subject, version) from None
+            raise RegistryUnavailable(f"schema registry failed on subject {subject!r} version {version}: {exc}") from exc
+        return _registered(int(body["id"]), body, "the local registry")
 
 
 class RegistryHttpSource:
@@ -170,6 +201,7 @@ class RegistryHttpSource:
         self.clock = clock
         self._found: dict[int, RegisteredSchema] = {}
         self._missing_until: dict[int, float] = {}
+        self._referenced: dict[tuple[str, int], RegisteredSchema] = {}
         self._client: httpx.Client | None = None
 
     def schema(self, schema_id: int) -> RegisteredSchema:
@@ -196,6 +228,34 @@ class RegistryHttpSource:
         found = _registered(schema_id, body, where)
         self._found[schema_id] = found
         self._missing_until.pop(schema_id, None)
+        return found
+
+    def referenced(self, subject: str, version: int) -> RegisteredSchema:
+        """The schema a Confluent reference names: ``GET /subjects/{subject}/versions/{version}?deleted=true``.
+
+        Cached for good, as ids are.
+
+        Raises:
+            UnknownReference: the registry has no such version.
+            RegistryUnavailable: the registry could not be asked.
+        """
+        key = (subject, int(version))
+        found = self._referenced.get(key)
+        if found is not None:
+            return found
+        where = f"schema registry at {self.url}"
+        path = f"/subjects/{quote(subject, safe='')}/versions/{int(version)}"
+        try:
+            response = self._http().get(path, params={"deleted": "true"})
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"{where} unreachable for {path}: {type(exc).__name__}: {exc}") from exc
+        body = _json_body(response)
+        if response.status_code == 404 and isinstance(body, dict) and body.get("error_code") in (40401, 40402):
+            raise UnknownReference(subject, int(version))
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise RegistryUnavailable(f"{where} answered {response.status_code} for {path}: {response.text[:200]}")
+        found = _registered(int(body.get("id", 0)), body, where)
+        self._referenced[key] = found
         return found
 
     def close(self) -> None:

@@ -177,13 +177,21 @@ def test_bad_messages_each_get_a_reason(registry):
     assert reasons[6].startswith(f"Protobuf decode failed at schema id {sid}: Error parsing message")
 
 
-def test_schema_references_are_refused_per_message(registry):
+def test_schema_references_are_resolved_through_the_source(registry):
     money = 'syntax = "proto3"; package fin; message Money { int64 units = 1; }'
     registry.register("money", money, "PROTOBUF")
-    text = 'syntax = "proto3"; import "fin/money.proto"; message P { fin.Money m = 1; }'
-    sid = registry.register("p-value", text, "PROTOBUF", [{"name": "fin/money.proto", "subject": "money", "version": 1}])
-    out = ProtobufDecoder(LocalRegistrySource(registry)).decode([_frame(sid, b"")])
-    assert out.rejected == [(0, f"schema id {sid} uses schema references, which are not supported")]
+    text = 'syntax = "proto3"; import "fin/money.proto"; message P { fin.Money m = 1; string id = 2; }'
+    refs = [{"name": "fin/money.proto", "subject": "money", "version": 1}]
+    sid = registry.register("p-value", text, "PROTOBUF", refs)
+    P = message_factory.GetMessageClass(parse_protobuf(text, {"fin/money.proto": money}).pool.FindMessageTypeByName("P"))
+    body = P(id="x", m={"units": 12}).SerializeToString()
+    out = ProtobufDecoder(LocalRegistrySource(registry)).decode([_frame(sid, body)])
+    assert out.table.to_pylist() == [{"m": {"units": 12}, "id": "x"}]
+    # A source without reference look-ups rejects, naming why.
+    plain = _Fixed({sid: LocalRegistrySource(registry).schema(sid)})
+    out = ProtobufDecoder(plain).decode([_frame(sid, body)])
+    assert out.rejected == [(0, f"schema id {sid} has a reference the registry cannot resolve: the schema source _Fixed "
+                                "cannot look references up")]
 
 
 class _Fixed:
