@@ -223,6 +223,8 @@ class ProtobufDecoder:
         reader_schema: the reader ``.proto`` text (or base64 descriptor), or ``None``: then the
             first writer schema and message the decoder meets become the reader.
         message: full name of the reader message (default: the file's first message).
+        imports: import name -> ``.proto`` text of the files the reader schema imports (besides the
+            well-known types and Confluent's own, which need none).
         required: nullable fields (messages, ``optional`` scalars) that must be set. Fields that
             cannot be null are listed in :attr:`required` too.
 
@@ -247,7 +249,7 @@ class ProtobufDecoder:
 
     def __init__(
         self, source: SchemaSource, reader_schema: str | None = None, message: str | None = None,
-        required: Sequence[str] = (),
+        required: Sequence[str] = (), imports: dict[str, str] | None = None,
     ) -> None:
         self.source = source
         self._wanted = tuple(required)
@@ -256,10 +258,12 @@ class ProtobufDecoder:
         self._schema: pa.Schema | None = None
         self.required: tuple[str, ...] = self._wanted
         self._plans: dict[int, ProtoSchema | str] = {}
+        self._imports_given = dict(imports or {})
+        self._writer_imports: dict[int, dict[str, str]] = {}
         if reader_schema is not None:
-            self._adopt(parse_protobuf(reader_schema), message)
+            self._adopt(parse_protobuf(reader_schema, self._imports_given), message)
 
-    def _adopt(self, reader: ProtoSchema, message: str | None) -> None:
+    def _adopt(self, reader: ProtoSchema, message: str | None, imports: dict[str, str] | None = None) -> None:
         names = reader.message_names()
         name = message or (names[0] if names else None)
         if name is None or name not in names:
@@ -270,6 +274,7 @@ class ProtobufDecoder:
         if missing:
             raise ValueError(f"required fields {missing} are not in message {name} {schema.names}")
         self._reader, self._message_name, self._schema = reader, name, schema
+        self._reader_imports = dict(self._imports_given if imports is None else imports)
         self._descriptor = descriptor
         self.message_class = message_factory.GetMessageClass(descriptor)
         self.required = tuple(dict.fromkeys([*self._wanted, *(f.name for f in schema if not f.nullable)]))
@@ -287,14 +292,15 @@ class ProtobufDecoder:
         for key in ("_reader", "_descriptor", "message_class", "_schema", "_plans"):
             state.pop(key, None)  # descriptors do not pickle: rebuilt from the texts
         state["_reader_text"] = self._reader.text if self._reader is not None else None
+        state["_reader_imports"] = self._reader_imports if self._reader is not None else {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        text = state.pop("_reader_text")
+        text, imports = state.pop("_reader_text"), state.pop("_reader_imports")
         self.__dict__.update(state)
         self._reader, self._schema, self._plans = None, None, {}
         if text is not None:
-            self._adopt(parse_protobuf(text), state["_message_name"])
+            self._adopt(parse_protobuf(text, imports), state["_message_name"], imports)
 
     def _plan(self, schema_id: int) -> ProtoSchema | str:
         """The writer schema of an id, or the reason its messages are rejected."""
@@ -309,7 +315,9 @@ class ProtobufDecoder:
             plan: ProtoSchema | str = f"schema id {schema_id} is {found.schema_type}, expected PROTOBUF"
         else:
             try:
-                plan = parse_protobuf(found.schema_str, self._imports(found.references))
+                imports = self._imports(found.references)
+                plan = parse_protobuf(found.schema_str, imports)
+                self._writer_imports[schema_id] = imports
             except ProtobufSchemaError as exc:
                 plan = f"schema id {schema_id} is not a valid Protobuf schema: {exc}"
             except (UnknownReference, LookupError, TypeError) as exc:
@@ -383,7 +391,7 @@ class ProtobufDecoder:
         """Why messages of ``name`` in the writer schema cannot be read as the reader message, if they cannot."""
         if self._reader is None:
             try:
-                self._adopt(writer, name)
+                self._adopt(writer, name, self._writer_imports.get(schema_id, {}))
             except ValueError as exc:
                 return f"schema id {schema_id} cannot be the reader schema: {exc}"
         if name != self._message_name:

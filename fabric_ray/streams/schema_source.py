@@ -47,7 +47,7 @@ class RegisteredSchema:
         id: the global schema id.
         schema_type: ``AVRO``, ``JSON`` or ``PROTOBUF`` (Confluent omits it for Avro).
         schema_str: the schema text.
-        references: Confluent schema references (the decoders do not support them).
+        references: Confluent schema references (the Protobuf decoder resolves them; the others refuse them).
     """
 
     id: int

@@ -153,6 +153,9 @@ def test_serializer_and_deserializer_round_trip_against_the_fabric_registry(fabr
     assert deserialize_order(serialize_order(order, octx), octx) == order
     refs = client.get_latest_version(f"{topic}-orders-value").schema.references
     assert [(r.name, r.subject, r.version) for r in refs] == [(MONEY_FILE, MONEY_FILE, 1)]
+    # The stream decoder resolves the reference over REST too.
+    out = ProtobufDecoder(RegistryHttpSource(fabric.config.registry_url, timeout_s=10)).decode([serialize_order(order, octx)])
+    assert (out.rejected, out.table.to_pylist()) == ([], [{"order_id": "o1", "total": {"currency": "EUR", "units": 1250}}])
 
     # The registry enforces Confluent's Protobuf rules on what the serializer registers.
     changed = PAYMENTS_PROTO.replace("int64 user_id = 2;", "string user_id = 2;")

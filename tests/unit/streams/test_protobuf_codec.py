@@ -187,6 +187,10 @@ def test_schema_references_are_resolved_through_the_source(registry):
     body = P(id="x", m={"units": 12}).SerializeToString()
     out = ProtobufDecoder(LocalRegistrySource(registry)).decode([_frame(sid, body)])
     assert out.table.to_pylist() == [{"m": {"units": 12}, "id": "x"}]
+    # A reader schema with imports of its own; it still does after a trip through pickle (to a Ray actor).
+    reader = ProtobufDecoder(_Fixed({sid: LocalRegistrySource(registry).schema(sid)}), text, imports={"fin/money.proto": money})
+    assert reader.schema.field("m").type == pa.struct([pa.field("units", pa.int64(), False)])
+    assert pickle.loads(pickle.dumps(reader)).schema == reader.schema
     # A source without reference look-ups rejects, naming why.
     plain = _Fixed({sid: LocalRegistrySource(registry).schema(sid)})
     out = ProtobufDecoder(plain).decode([_frame(sid, body)])
