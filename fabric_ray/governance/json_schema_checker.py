@@ -27,6 +27,7 @@ from fabric_ray.governance.json_schema_values import value_errors
 from fabric_ray.governance.json_schema_views import (
     ANNOTATIONS,
     EXTERNAL,
+    JsonSchemaError,
     Side,
     declared_types,
     has_ref,
@@ -69,11 +70,12 @@ def canon(value: Any) -> str:
 
 
 def constrains(schema: Any) -> bool:
+    """Whether a view can reject a document (annotations and unknown keywords never do)."""
     if isinstance(schema, bool):
         return not schema
     if not isinstance(schema, dict):
         return True
-    return any(key not in ANNOTATIONS for key in schema)
+    return any(key in HANDLED or key in _COMPARED_FOR_EQUALITY for key in schema)
 
 
 def writer_types(w: dict[str, Any]) -> set[str]:
@@ -156,6 +158,11 @@ class Checker:
         self.memo[key] = found
         return found
 
+    def defaults_apply(self, rs: Side) -> bool:
+        """Confluent's rule (a reader ``default`` fills a missing required property) holds only for
+        the real reader, not when roles are swapped to prove one schema narrower than another."""
+        return rs is self.side("reader", "reader")
+
     def compatible_reverse(self, a: Any, a_side: Side, b: Any, b_side: Side) -> bool:
         """Whether every document valid under ``b`` is valid under ``a``, with the roles swapped."""
         return not self.compare(a, self._as(a_side, "reader"), b, self._as(b_side, "writer"))
@@ -178,6 +185,9 @@ class Checker:
         if r is False:
             return [("", "reader schema is false and rejects every document")]
         w = {} if w is True else w
+        values = values_of(w)
+        if values is not None and not ({"anyOf", "oneOf", "allOf"} & set(w)):
+            return self._check_values(r, rs, w, values)  # a finite writer: value by value, exactly
         if "anyOf" in w or "oneOf" in w:
             return self._writer_union(r, rs, w, ws)
         if "allOf" in w:
@@ -319,13 +329,37 @@ class Checker:
 
     def _other_keywords(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side) -> Found:
         found: Found = []
-        for keyword in sorted(set(r) - HANDLED - ANNOTATIONS - {"$ref", "$recursiveRef", "$dynamicRef"}):
-            if keyword not in _KNOWN:
+        for keyword in sorted(set(r) - HANDLED):
+            if keyword not in _COMPARED_FOR_EQUALITY:
                 continue  # an unknown keyword never rejects a document
             same = canon(r[keyword]) == canon(w.get(keyword))
-            if not same or (has_ref(r[keyword]) and not self.same_roots):
+            if not same or not self.refs_agree(r[keyword], rs, ws):
                 found.append(("", f"reader keyword {keyword!r} differs from the writer's; cannot prove compatibility"))
         return found
+
+    def refs_agree(self, value: Any, rs: Side, ws: Side) -> bool:
+        """Whether every reference inside ``value`` leads to the same text in both roots, so that
+        ``value`` means the same on both sides."""
+        if self.same_roots or not has_ref(value):
+            return True
+        pending, seen = _refs_in(value), set()
+        while pending:
+            ref = pending.pop()
+            if ref in seen:
+                continue
+            seen.add(ref)
+            try:
+                r_target, w_target = rs.target(ref), ws.target(ref)
+            except JsonSchemaError:
+                return False
+            if isinstance(r_target, EXTERNAL) or isinstance(w_target, EXTERNAL):
+                if not (isinstance(r_target, EXTERNAL) and isinstance(w_target, EXTERNAL)):
+                    return False
+                continue
+            if canon(r_target) != canon(w_target):
+                return False
+            pending += _refs_in(r_target)
+        return True
 
     def _not(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side) -> Found:
         if "not" in w and self.compatible_reverse(w["not"], ws, r["not"], rs):
@@ -337,7 +371,7 @@ class Checker:
     def _conditional(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side) -> Found:
         group = {k: r[k] for k in ("if", "then", "else") if k in r}
         if canon(group) == canon({k: w[k] for k in ("if", "then", "else") if k in w}) and \
-                (self.same_roots or not has_ref(group)):
+                self.refs_agree(group, rs, ws):
             return []
         found: Found = []
         for kw in ("then", "else"):
@@ -363,6 +397,15 @@ class Checker:
         return found
 
 
-_KNOWN = frozenset({
-    "pattern", "format", "uniqueItems", "contentSchema", "$recursiveRef", "$dynamicRef",
-})
+def _refs_in(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value[k] for k in ("$ref", "$dynamicRef") if isinstance(value.get(k), str)]
+        found += ["#"] if isinstance(value.get("$recursiveRef"), str) else []
+        return found + [ref for k, v in value.items() if k not in ("enum", "const") for ref in _refs_in(v)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs_in(item)]
+    return []
+
+
+# Self-contained reader keywords the checker does not reason about: equal to the writer's, or "cannot prove".
+_COMPARED_FOR_EQUALITY = frozenset({"pattern", "format"})

@@ -64,7 +64,8 @@ def compare_object(checker: Checker, r: dict[str, Any], rs: Side, w: dict[str, A
             continue
         prop = r_props.get(name)
         prop_view = rs.view(prop) if prop is not None else None
-        if (isinstance(prop, dict) and "default" in prop) or (isinstance(prop_view, dict) and "default" in prop_view):
+        has_default = (isinstance(prop, dict) and "default" in prop) or (isinstance(prop_view, dict) and "default" in prop_view)
+        if has_default and checker.defaults_apply(rs):
             continue  # the reader supplies the default (Confluent's rule)
         found.append(("", f"reader requires property {name!r} that the writer does not require"))
     for name in sorted(set(r_props) | set(w_props)):
@@ -104,7 +105,8 @@ def compare_object(checker: Checker, r: dict[str, Any], rs: Side, w: dict[str, A
         found += _under(at, extra)
     found += _dependencies(checker, r, rs, w, ws)
     if "propertyNames" in r:
-        names = checker.compare(r["propertyNames"], rs, w.get("propertyNames", True), ws)
+        writer_names = ws.keep({"allOf": [w.get("propertyNames", True), ws.keep({"type": "string"})]})
+        names = checker.compare(r["propertyNames"], rs, writer_names, ws)
         if names and _is_false(ws, w_add) and not w_patterns:
             from fabric_ray.governance.json_schema_values import value_errors
 

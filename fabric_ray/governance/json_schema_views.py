@@ -361,6 +361,9 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
         ...       parent_sees_child=False, keep=lambda node: node)
         {'type': ['string'], 'required': ['a', 'b']}
         >>> merge({"additionalProperties": False}, {"properties": {"a": {}}}, parent_sees_child=True,
+        ...       keep=lambda node: node)
+        {'properties': {'a': False}, 'additionalProperties': False}
+        >>> merge({"additionalProperties": False}, {"patternProperties": {"^a": {}}}, parent_sees_child=True,
         ...       keep=lambda node: node) is None
         True
     """
@@ -376,8 +379,11 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
         return None
     out: dict[str, Any] = {}
     extra: list[dict[str, Any]] = []
+    closed = "additionalProperties" in child or "additionalProperties" in parent
+    if closed and _OBJECT_KEYS & set(child) and _OBJECT_KEYS & set(parent):
+        out.update(_merge_closed(child, parent, keep))
     for key in list(child) + [k for k in parent if k not in child]:
-        if key in ANNOTATIONS:
+        if key in ANNOTATIONS or key in out:
             continue
         if key not in child or key not in parent:
             out[key] = child[key] if key in child else parent[key]
@@ -415,6 +421,27 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
     return out
 
 
+def _merge_closed(a: dict[str, Any], b: dict[str, Any], keep: Any) -> dict[str, Any]:
+    """``properties`` and ``additionalProperties`` of two schemas that both apply, name by name:
+    a name one side does not declare falls under that side's ``additionalProperties``."""
+    a_props, b_props = a.get("properties", {}), b.get("properties", {})
+    a_add, b_add = a.get("additionalProperties", True), b.get("additionalProperties", True)
+
+    def both(x: Any, y: Any) -> Any:
+        if x is True or x == {}:
+            return y
+        if y is True or y == {}:
+            return x
+        return False if x is False or y is False else keep({"allOf": [x, y]})
+
+    names = list(a_props) + [n for n in b_props if n not in a_props]
+    out: dict[str, Any] = {"properties": {n: both(a_props.get(n, a_add), b_props.get(n, b_add)) for n in names}}
+    extra = both(a_add, b_add)
+    if extra is not True:
+        out["additionalProperties"] = extra
+    return out
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -425,8 +452,13 @@ def _groups_mergeable(child: dict[str, Any], parent: dict[str, Any], parent_sees
         in_child, in_parent = group & set(child), group & set(parent)
         if not in_child or not in_parent:
             continue
-        if closing in child or closing in parent or unevaluated in child:
+        if unevaluated in child or (unevaluated in parent and not parent_sees_child):
             return False
+        if closing in child or closing in parent:
+            # additionalProperties is merged name by name (_merge_closed), without patterns beside it
+            if group is _ARRAY_KEYS or unevaluated in parent or \
+                    "patternProperties" in child or "patternProperties" in parent:
+                return False
         if unevaluated in parent and not parent_sees_child:
             return False
         if group is _ARRAY_KEYS and (in_parent - {unevaluated}):

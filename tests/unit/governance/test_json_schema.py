@@ -330,3 +330,229 @@ def test_unsupported_reader_keyword_is_reported_not_passed():
     only(backward({"type": "string", "pattern": "^a"}, STR), "'pattern'", "cannot prove")
     assert backward({"type": "string", "pattern": "^a"}, {"type": "string", "pattern": "^a", "maxLength": 2}) == []
     only(backward({"not": STR}, {"type": ["integer", "string"]}), "'not'")
+
+
+# --- soundness: what the reader covers changes -------------------------------------------
+
+D2020 = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+D2019 = {"$schema": "https://json-schema.org/draft/2019-09/schema"}
+D4 = {"$schema": "http://json-schema.org/draft-04/schema#"}
+
+
+def test_unevaluated_items_with_a_prefix_item_removed_is_incompatible():
+    old = {**D2020, "type": "array", "prefixItems": [STR, {"type": "number"}, {"type": "number"}],
+           "unevaluatedItems": STR}
+    new = {**D2020, "type": "array", "prefixItems": [STR, {"type": "number"}], "unevaluatedItems": STR}
+    only(backward(new, old), "#/items", "type narrowed")  # old's third item (a number) is unevaluated in new
+    only(backward(old, new), "#/prefixItems/2", "type narrowed")  # new's third item is any string
+
+
+def test_unevaluated_properties_with_a_property_removed_is_incompatible():
+    old = {**D2020, "properties": {"a": STR, "b": INT}, "unevaluatedProperties": False}
+    new = {**D2020, "properties": {"a": STR}, "unevaluatedProperties": False}
+    only(backward(new, old), "#/properties/b", "closed content model")
+    assert backward(old, new) == []  # an optional property added to a closed model
+
+
+def test_unevaluated_properties_sees_ref_siblings_in_2020_12():
+    base = {"type": "object", "properties": {"id": INT}}
+    old = {**D2020, "$defs": {"base": base}, "$ref": "#/$defs/base", "properties": {"a": STR},
+           "unevaluatedProperties": False}
+    new = {**old, "properties": {"a": STR, "b": STR}}
+    assert backward(new, old) == []
+    only(backward(old, new), "#/properties/b", "closed content model")
+    widened = {**old, "$defs": {"base": {"type": "object", "properties": {"id": {"type": "number"}}}}}
+    assert backward(widened, old) == []
+    only(backward(old, widened), "#/properties/id", "type narrowed")
+
+
+def test_equal_reader_keywords_with_refs_are_not_taken_on_trust():
+    cond = {"if": {"$ref": "#/definitions/x"}, "then": {"required": ["a"]}}
+    old = {"definitions": {"x": {"required": ["k"]}}, **cond}
+    new = {"definitions": {"x": {"required": ["j"]}}, **cond}
+    only(backward(new, old), "if/then/else")
+    assert backward(new, {**new, "title": "same conditional"}) == []
+
+
+def test_same_ref_text_in_not_with_other_definitions():
+    old = {"definitions": {"x": STR}, "not": {"$ref": "#/definitions/x"}}
+    new = {"definitions": {"x": INT}, "not": {"$ref": "#/definitions/x"}}
+    only(backward(new, old), "#/not")
+
+
+# --- where Confluent accepts ---------------------------------------------------------------
+
+
+def test_not_narrowed_is_compatible_and_widened_is_not():
+    assert backward({"not": INT}, {"not": {"type": "number"}}) == []
+    only(backward({"not": {"type": "number"}}, {"not": INT}), "#/not")
+
+
+def test_pattern_properties_added_cover_a_removed_property():
+    old = obj({"foo": STR, "I_1": INT}, closed=True)
+    new = {**obj({"foo": STR}, closed=True), "patternProperties": {"^S_": STR, "^I_": {"type": "number"}}}
+    assert backward(new, old) == []
+    only(backward({**new, "patternProperties": {"^I_": STR}}, old), "#/properties/I_1", "type narrowed")
+
+
+def test_reader_pattern_properties_also_apply_to_declared_properties():
+    writer = obj({"x_a": STR})
+    reader = {**obj({"x_a": STR}), "patternProperties": {"^x_": {"maxLength": 3}}}
+    assert any("maxLength" in m for m in backward(reader, writer))
+
+
+def test_dependencies_removed_and_added():
+    assert backward({"dependencies": {"foo": STR}}, {"dependencies": {"foo": STR, "bar": STR}}) == []
+    only(backward({"dependencies": {"foo": STR, "bar": STR}}, {"dependencies": {"foo": STR}}), "dependentSchemas/bar")
+    assert backward({"dependencies": {"a": ["b"]}}, {"dependencies": {"a": ["b", "c"]}}) == []
+    only(backward({"dependencies": {"a": ["b", "c"]}}, {"dependencies": {"a": ["b"]}}), "dependentRequired/a")
+    assert backward({**D2020, "dependentRequired": {"a": ["b"]}}, {**D2020, "required": ["b"]}) == []
+
+
+def test_min_contains_lowered_and_max_contains_raised():
+    old = {**D2020, "type": "array", "contains": {"type": "number"}, "minContains": 2, "maxContains": 3}
+    assert backward({**old, "minContains": 1}, old) == []
+    assert backward({**old, "maxContains": 4}, old) == []
+    only(backward({**old, "minContains": 3}, old), "#/contains")
+    only(backward({**old, "maxContains": 2}, old), "#/maxContains")
+    assert backward({**old, "contains": INT}, old)  # a number item need not be an integer
+
+
+def test_false_writer_property_removed_from_closed_model():
+    assert backward({"additionalProperties": False}, {"additionalProperties": False, "properties": {"foo": False}}) == []
+
+
+def test_required_property_with_default_is_compatible_only_in_a_closed_model():
+    email = {"type": "string", "default": "unknown"}
+    closed_old = obj({"name": STR}, closed=True, required=["name"])
+    assert backward(obj({"name": STR, "email": email}, closed=True, required=["name", "email"]), closed_old) == []
+    open_old = obj({"name": STR}, required=["name"])
+    only(backward(obj({"name": STR, "email": email}, required=["name", "email"]), open_old), "open content model")
+
+
+def test_ref_with_siblings_is_merged_not_wrapped():
+    defs = {"$defs": {"base": {"type": "object", "properties": {"a": STR}}}}
+    old = {**D2020, **defs, "$ref": "#/$defs/base", "properties": {"b": INT}, "required": ["b"]}
+    assert backward({**old, "title": "renamed"}, old) == []
+    assert backward({**old, "properties": {"b": {"type": "number"}}}, old) == []
+    only(backward({**old, "properties": {"b": STR}}, old), "#/properties/b", "type narrowed")
+    # draft-07 ignores the siblings of $ref
+    draft7 = {**defs, "definitions": defs["$defs"], "$ref": "#/definitions/base", "properties": {"b": INT}}
+    assert backward({**draft7, "properties": {"b": STR}}, draft7) == []
+
+
+def test_writer_all_of_members_are_merged():
+    writer = {"allOf": [obj({"a": INT}, required=["a"]), {"additionalProperties": False, "properties": {"a": True}}]}
+    assert backward({"type": "object", "required": ["a"]}, writer) == []
+    merged = {"allOf": [obj({"a": INT}, required=["a"]), {"required": ["b"]}]}
+    assert backward({"type": "object", "required": ["a", "b"]}, merged) == []
+
+
+def test_integer_writer_gets_credit_for_integer_gaps():
+    assert backward({"type": "integer", "minimum": 1}, {"type": "integer", "exclusiveMinimum": 0}) == []
+    only(backward({"type": "number", "minimum": 1}, {"type": "number", "exclusiveMinimum": 0}), "lower bound")
+
+
+def test_property_names():
+    closed = obj({"a": STR, "cd": STR}, closed=True)
+    assert backward({"propertyNames": {"maxLength": 2}}, closed) == []
+    only(backward({"propertyNames": {"maxLength": 1}}, closed), "#/propertyNames", "'cd'")
+    assert backward({"propertyNames": {"type": "string"}}, obj({})) == []
+
+
+# --- recursion -----------------------------------------------------------------------------
+
+
+def test_recursive_one_of_does_not_overflow():
+    def tree(leaf: dict) -> dict:
+        node = {"oneOf": [leaf, {"type": "array", "items": {"$ref": "#/definitions/node"}}]}
+        return {"definitions": {"node": node}, "$ref": "#/definitions/node"}
+
+    assert backward(tree({"type": "number"}), tree(INT)) == []
+    assert backward(tree(INT), tree({"type": "number"}))
+
+
+def test_cycle_detection_keys_on_the_definition_not_each_ref():
+    # Many $ref occurrences to one definition, with 2020-12 siblings: each pair of definitions is
+    # compared once, not once per path through the graph.
+    def graph(leaf: dict) -> dict:
+        props = {f"p{i}": {"$ref": "#/$defs/node", "description": f"edge {i}"} for i in range(8)}
+        node = {"type": "object", "properties": {**props, "v": leaf}}
+        return {**D2020, "$defs": {"node": node}, "$ref": "#/$defs/node", "title": "graph"}
+
+    assert backward({**graph({"type": "number"}), "title": "v2"}, graph(INT)) == []
+    messages = backward(graph(INT), graph({"type": "number"}))
+    assert messages and all("type narrowed" in m or "recursive" in m for m in messages), messages
+
+
+def test_fixed_point_does_not_keep_a_masked_incompatibility():
+    # T0 -> T2 -> T0 cycle; the change sits behind it (SchemaDiffTest's memo-masking shape).
+    def schema(t0: str, t1: str) -> dict:
+        def rec(id_type: str, target: str) -> dict:
+            return obj({"id": {"type": id_type}, "ref": {"oneOf": [{"$ref": f"#/definitions/{target}"}]}})
+
+        return {"definitions": {"T0": rec(t0, "T2"), "T1": rec(t1, "T2"), "T2": rec("integer", "T0")},
+                **obj({"root": {"oneOf": [{"$ref": "#/definitions/T0"}, {"$ref": "#/definitions/T1"}]}})}
+
+    assert backward(schema("boolean", "number"), schema("integer", "boolean"))
+    assert backward({**schema("integer", "boolean"), "title": "v2"}, schema("integer", "boolean")) == []
+
+
+# --- drafts ----------------------------------------------------------------------------------
+
+
+def test_draft_04_boolean_exclusive_bounds():
+    old = {**D4, "type": "number", "minimum": 0, "exclusiveMinimum": True}
+    assert backward({**D4, "type": "number", "minimum": 0}, old) == []
+    only(backward(old, {**D4, "type": "number", "minimum": 0}), "lower bound")
+    assert backward({"type": "number", "exclusiveMinimum": 0}, old) == []  # draft-07 reader, draft-04 writer
+
+
+def test_draft_04_ignores_keywords_it_does_not_have():
+    assert backward({**D4, "const": 1}, {**D4, "type": "string"}) == []  # const is not a draft-04 keyword
+    with pytest.raises(JsonSchemaError):
+        parse_json_schema({**D4, "properties": {"a": True}})  # no boolean schemas before draft-06
+
+
+def test_id_and_dollar_id_name_the_document():
+    for key, draft in (("id", D4), ("$id", {})):
+        schema = {**draft, key: "http://example.com/task.json", "type": "object",
+                  "properties": {"parent": {"$ref": "http://example.com/task.json"}, "n": INT}}
+        wider = {**schema, "properties": {**schema["properties"], "n": {"type": "number"}}}
+        assert backward(wider, schema) == []
+        assert backward(schema, wider)
+
+
+def test_definitions_and_defs_both_resolve():
+    old = {"definitions": {"x": INT}, **obj({"a": {"$ref": "#/definitions/x"}})}
+    new = {**D2020, "$defs": {"x": {"type": "number"}}, **obj({"a": {"$ref": "#/$defs/x"}})}
+    assert backward(new, old) == []
+    only(backward(old, new), "#/properties/a")
+
+
+def test_2019_09_recursive_ref():
+    def schema(n: dict) -> dict:
+        return {**D2019, "$recursiveAnchor": True, "type": "object",
+                "properties": {"n": n, "next": {"$recursiveRef": "#"}}}
+
+    assert backward(schema({"type": "number"}), schema(INT)) == []
+    assert backward(schema(INT), schema({"type": "number"}))
+
+
+def test_2020_12_anchor_and_dynamic_ref():
+    def schema(n: dict) -> dict:
+        return {**D2020, "$dynamicAnchor": "node", "type": "object",
+                "properties": {"n": n, "next": {"$dynamicRef": "#node"}, "same": {"$ref": "#node"}}}
+
+    assert backward(schema({"type": "number"}), schema(INT)) == []
+    assert backward(schema(INT), schema({"type": "number"}))
+
+
+def test_2019_09_items_array_and_additional_items():
+    old = {**D2019, "type": "array", "items": [STR, INT], "additionalItems": False}
+    assert backward({**D2019, "type": "array", "items": [STR]}, old) == []
+    only(backward({**D2019, "type": "array", "items": [STR], "additionalItems": STR}, old), "#/additionalItems")
+
+
+def test_additional_items_without_tuple_items_is_ignored():
+    assert backward({"additionalItems": False}, {"additionalItems": True}) == []

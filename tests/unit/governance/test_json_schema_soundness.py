@@ -277,3 +277,9 @@ def test_probe_catches_an_unsound_verdict():
 
     probe()
     assert found  # ... and the probe shows why
+
+
+@pytest.mark.parametrize(("name", "reader", "writer"), OWN_CASES + JAVA_CASES, ids=[c[0] for c in OWN_CASES + JAVA_CASES])
+def test_own_cases_are_judged_compatible(name, reader, writer):
+    """The probe's own pairs are all verdicts this suite expects to be "compatible"."""
+    assert check_compatibility(reader, writer) == [], name
