@@ -251,10 +251,47 @@ def check_compatibility(reader: ProtoSchema, writer: ProtoSchema) -> list[str]:
 # -- SchemaDiff.compareTypeElements ---------------------------------------------------------------
 
 
+def _java_hash(key: str | int) -> int:
+    """Java's ``HashMap.hash``: ``String.hashCode`` (or an ``Integer``'s value) with its high bits folded in."""
+    if isinstance(key, int):
+        h = key & 0xFFFFFFFF
+    else:
+        h = 0
+        for unit in key.encode("utf-16-be").hex(" ", 2).split():
+            h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def _java_capacity(size: int, capacity: int = 16) -> int:
+    """The table size of a Java ``HashMap`` of ``capacity`` after ``size`` insertions (load factor 0.75)."""
+    while size > capacity * 0.75:
+        capacity *= 2
+    return capacity
+
+
+def _java_order(keys: list, capacity: int = 16) -> list:
+    """``keys`` (distinct, in insertion order) in the iteration order of a Java ``HashMap`` filled with them.
+
+    Buckets in index order, each in insertion order (a resize splits buckets keeping their order).
+    Confluent walks messages, enums and enum constants in this order, so its difference lists do.
+    """
+    cap = _java_capacity(len(keys), capacity)
+    return [k for _, k in sorted(enumerate(keys), key=lambda e: (_java_hash(e[1]) & (cap - 1), e[0]))]
+
+
+def _java_union(first: list, second: list) -> list:
+    """Iteration order of ``new HashSet<>(first)`` after ``addAll(second)`` (both in their own map's order)."""
+    start = 1
+    while start < max(int(len(first) / 0.75) + 1, 16):
+        start *= 2
+    keys = list(dict.fromkeys([*first, *second]))
+    return _java_order(keys, start)
+
+
 def _compare_types(ctx: _Context, o_messages, o_enums, u_messages, u_enums) -> None:
     o_msgs = {m.name: (i, m) for i, m in enumerate(m for m in o_messages if not m.options.map_entry)}
     u_msgs = {m.name: (i, m) for i, m in enumerate(m for m in u_messages if not m.options.map_entry)}
-    for name in list(o_msgs) + [n for n in u_msgs if n not in o_msgs]:
+    for name in _java_union(_java_order(list(o_msgs)), _java_order(list(u_msgs))):
         with ctx.enter(name):
             if name not in u_msgs:
                 ctx.add("MESSAGE_REMOVED")
@@ -267,7 +304,7 @@ def _compare_types(ctx: _Context, o_messages, o_enums, u_messages, u_enums) -> N
                     ctx.add("MESSAGE_MOVED")
     o_en = {e.name: e for e in o_enums}
     u_en = {e.name: e for e in u_enums}
-    for name in list(o_en) + [n for n in u_en if n not in o_en]:
+    for name in _java_union(_java_order(list(o_en)), _java_order(list(u_en))):
         with ctx.enter(name):
             if name not in u_en:
                 ctx.add("ENUM_REMOVED")
@@ -281,7 +318,7 @@ def _compare_enum(ctx: _Context, original, update) -> None:
     """``EnumSchemaDiff``: constants by number."""
     o = {v.number: v for v in original.value}
     u = {v.number: v for v in update.value}
-    for tag in sorted(set(o) | set(u)):
+    for tag in _java_union(_java_order(list(o)), _java_order(list(u))):
         with ctx.enter(str(tag)):
             if tag not in u:
                 ctx.add("ENUM_CONST_REMOVED")
