@@ -17,7 +17,8 @@ from fabric_ray.governance.registry_store import SqlRegistryStore, sqlite_file
 # SchemaRegistry methods that ``call`` may run; anything else is refused.
 REGISTRY_OPS = frozenset({
     "register", "subjects", "versions", "get_version", "get_by_id", "lookup", "check", "referenced_by",
-    "get_config", "set_config", "delete_config", "delete_version", "delete_subject",
+    "get_config", "get_config_body", "set_config", "update_config", "config", "delete_config", "delete_version",
+    "delete_subject",
 })
 # Extra reads the actor answers itself from the store.
 EXTRA_OPS = frozenset({"id_versions", "id_subjects", "ping"})

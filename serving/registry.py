@@ -6,20 +6,27 @@ serializers, Kafka Connect, ksqlDB) work against it unchanged; point them at
 
     GET    /subjects[?deleted=true]
     GET    /subjects/{subject}/versions[?deleted=true]
-    POST   /subjects/{subject}/versions            {"schema", "schemaType"?, "references"?} -> {"id"}
-                                                   (references: [{"name", "subject", "version"}], AVRO only)
-    POST   /subjects/{subject}                     lookup -> {"subject", "id", "version", "schema"[, "schemaType"]}
+    POST   /subjects/{subject}/versions[?normalize=true&force=true]  {"schema", "schemaType"?, "references"?, "version"?}
+                                                   -> {"id"} (references: [{"name", "subject", "version"}];
+                                                   version: Confluent's compare-and-set, the next version or 422)
+    POST   /subjects/{subject}[?normalize=true&deleted=true]
+                                                   lookup -> {"subject", "id", "version", "schema"[, "schemaType"]}
     GET    /subjects/{subject}/versions/{version|latest}[/schema]
     GET    /subjects/{subject}/versions/{version|latest}/referencedby -> [ids of schemas referencing it]
     DELETE /subjects/{subject}[?permanent=true]    -> [versions]
     DELETE /subjects/{subject}/versions/{version}[?permanent=true] -> version
     GET    /schemas/ids/{id}                       -> {"schema"[, "schemaType"][, "references"]}
     GET    /schemas/ids/{id}/schema | /versions | /subjects,  GET /schemas/types
-    POST   /compatibility/subjects/{subject}/versions[/{version|latest}][?verbose=true]
-    GET    /config                                 -> {"compatibilityLevel"} (global)
-    GET    /config/{subject}[?defaultToGlobal=true] -> {"compatibilityLevel"}; 404/40408 when the subject has
-                                                   no level of its own (unless defaultToGlobal)
-    PUT    /config[/{subject}]                     {"compatibility"} -> {"compatibility"}
+    POST   /compatibility/subjects/{subject}/versions[?verbose=true&normalize=true]
+                                                   -> {"is_compatible"[, "messages"]}: as register would check,
+                                                   every version under a transitive level, else the latest
+    POST   /compatibility/subjects/{subject}/versions/{version|latest}[?verbose=true&normalize=true]
+                                                   against that one version only (Confluent), any level
+    GET    /config                                 -> {"compatibilityLevel"[, "normalize", "validateNewSchemas"]}
+    GET    /config/{subject}[?defaultToGlobal=true] -> the same; 404/40408 when the subject has
+                                                   nothing of its own (unless defaultToGlobal)
+    PUT    /config[/{subject}]                     {"compatibility"?, "normalize"?, "validateNewSchemas"?}
+                                                   -> the fields set, as Confluent echoes them
     DELETE /config/{subject}                       -> {"compatibilityLevel"} (the dropped level)
 
 Responses are ``application/vnd.schemaregistry.v1+json``; errors are Confluent bodies
@@ -41,6 +48,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.registry import registry_actor_name
+from fabric_ray.governance.formats import schema_types
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPTED_BODY_TYPES = ("application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json",
@@ -134,6 +142,16 @@ async def _schema_body(request: Request) -> "tuple[str, str, list]":
     return schema, schema_type, references
 
 
+def _body_version(body: Any) -> "int | None":
+    """The ``version`` of a register body (Confluent's compare-and-set), or None; 422/42201 when malformed."""
+    version = body.get("version") if isinstance(body, dict) else None
+    if version is None:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _Refused(422, 42201, f"Invalid schema: 'version' must be an integer; got {version!r}")
+    return version
+
+
 def _schema_view(d: "dict[str, Any]", *keys: str) -> "dict[str, Any]":
     """``d`` restricted to ``keys``, with ``schemaType`` only when not AVRO (as Confluent answers)."""
     out = {k: d[k] for k in keys if k in d}
@@ -190,14 +208,22 @@ class SchemaRegistryServer:
     async def register(self, subject: str, request: Request) -> Response:
         async def work() -> Any:
             schema, schema_type, references = await _schema_body(request)
-            return {"id": await self._call("register", subject, schema, schema_type, references)}
+            version = _body_version(await _json_body(request))
+            schema_id = await self._call(
+                "register", subject, schema, schema_type, references, normalize=_flag(request, "normalize"),
+                version=version, force=_flag(request, "force"),
+            )
+            return {"id": schema_id}
         return await self._answer(work())
 
     @api.post("/subjects/{subject}")
     async def lookup(self, subject: str, request: Request) -> Response:
         async def work() -> Any:
             schema, schema_type, references = await _schema_body(request)
-            found = await self._call("lookup", subject, schema, schema_type, references)
+            found = await self._call(
+                "lookup", subject, schema, schema_type, references, normalize=_flag(request, "normalize"),
+                include_deleted=_flag(request, "deleted"),
+            )
             return _schema_view(found, "subject", "id", "version", "schema", "references")
         return await self._answer(work())
 
@@ -233,7 +259,7 @@ class SchemaRegistryServer:
 
     @api.get("/schemas/types")
     async def schema_types(self) -> Response:
-        return RegistryResponse(["AVRO", "JSON", "PROTOBUF"])
+        return RegistryResponse(list(schema_types()))
 
     @api.get("/schemas/ids/{schema_id}")
     async def get_by_id(self, schema_id: str, request: Request) -> Response:
@@ -266,36 +292,51 @@ class SchemaRegistryServer:
 
     # -- compatibility --------------------------------------------------------------------------
 
-    async def _compatibility(self, subject: str, version: str, request: Request) -> Any:
+    async def _compatibility(self, subject: str, version: "str | None", request: Request) -> Any:
         schema, schema_type, references = await _schema_body(request)
-        problems = await self._call("check", subject, schema, version, schema_type, references)
+        verbose = _flag(request, "verbose")
+        try:
+            problems = await self._call(
+                "check", subject, schema, version, schema_type, references, normalize=_flag(request, "normalize")
+            )
+        except _Refused as exc:
+            if not (verbose and exc.error_code == 42201):
+                raise
+            problems = [exc.message]  # Confluent: with verbose, an invalid schema is an incompatible answer
         out: "dict[str, Any]" = {"is_compatible": not problems}
-        if _flag(request, "verbose"):
+        if verbose:
             out["messages"] = list(problems)
         return out
 
     @api.post("/compatibility/subjects/{subject}/versions/{version}")
     async def check_version(self, subject: str, version: str, request: Request) -> Response:
+        # One version, even under a transitive level (Confluent); "latest" of an unknown subject passes.
         return await self._answer(self._compatibility(subject, version, request))
 
     @api.post("/compatibility/subjects/{subject}/versions")
     async def check_all(self, subject: str, request: Request) -> Response:
-        # "latest" checks the live history under the subject's level (every version when transitive).
-        return await self._answer(self._compatibility(subject, "latest", request))
+        # As register checks: every live version under a transitive level, else the latest.
+        return await self._answer(self._compatibility(subject, None, request))
 
     # -- config ---------------------------------------------------------------------------------
 
     async def _put_config(self, request: Request, subject: "str | None") -> Any:
         body = await _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("compatibility"), str):
-            raise _Refused(422, 42203, "Invalid compatibility level: body must be {\"compatibility\": <level>}")
-        return {"compatibility": await self._call("set_config", body["compatibility"], subject)}
+        if not isinstance(body, dict):
+            raise _Refused(422, 42203, "Invalid config: body must be a JSON object")
+        level = body.get("compatibility", body.get("compatibilityLevel"))
+        options = {"normalize": body.get("normalize"), "validate_new_schemas": body.get("validateNewSchemas")}
+        if level is None and all(v is None for v in options.values()):
+            raise _Refused(
+                422, 42203, 'Invalid config: set at least one of "compatibility", "normalize", "validateNewSchemas"'
+            )
+        if level is not None and not isinstance(level, str):
+            raise _Refused(422, 42203, f"Invalid compatibility level {level!r}")
+        return await self._call("update_config", subject, compatibility=level, **options)
 
     @api.get("/config")
     async def get_global_config(self) -> Response:
-        async def work() -> Any:
-            return {"compatibilityLevel": await self._call("get_config", None)}
-        return await self._answer(work())
+        return await self._answer(self._call("get_config_body", None))
 
     @api.put("/config")
     async def put_global_config(self, request: Request) -> Response:
@@ -305,10 +346,9 @@ class SchemaRegistryServer:
     async def get_subject_config(self, subject: str, request: Request) -> Response:
         # As Confluent: the subject's own level, 404/40408 when it has none; with
         # ?defaultToGlobal=true the global level answers for it.
-        async def work() -> Any:
-            level = await self._call("get_config", subject, default_to_global=_flag(request, "defaultToGlobal"))
-            return {"compatibilityLevel": level}
-        return await self._answer(work())
+        return await self._answer(
+            self._call("get_config_body", subject, default_to_global=_flag(request, "defaultToGlobal"))
+        )
 
     @api.put("/config/{subject}")
     async def put_subject_config(self, subject: str, request: Request) -> Response:

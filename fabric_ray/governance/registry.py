@@ -194,7 +194,7 @@ class SchemaRegistry:
 
     def register(
         self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None,
-        normalize: bool = False, version: int | None = None,
+        normalize: bool = False, version: int | None = None, force: bool = False,
     ) -> int:
         """Register ``schema`` under ``subject``; return its global id (``POST /subjects/{s}/versions``).
 
@@ -207,7 +207,8 @@ class SchemaRegistry:
 
         ``references`` (Avro only) name other subjects' versions whose named types the schema uses:
         ``[{"name": "fabric.Money", "subject": "money-value", "version": 1}]``. ``version``, when
-        given, must be the next version number (Confluent's compare-and-set).
+        given, must be the next version number (Confluent's compare-and-set). ``force`` skips the
+        compatibility check (Confluent's ``?force=true``); validation still applies.
 
         Raises:
             RegistryError: 422/42201 invalid schema, unknown type, a malformed or unresolvable
@@ -246,7 +247,7 @@ class SchemaRegistry:
                     422, 42201, f"Invalid schema: version {version} is not one more than the subject's latest "
                     f"version {next_version - 1}",
                 )
-            problems = self._problems(subject, parsed, live, transitive_history=True)
+            problems = [] if force else self._problems(subject, parsed, live, transitive_history=True)
             if problems:
                 raise RegistryError(
                     409, 409,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -66,3 +69,24 @@ def make_module_fabric(ray_cluster, kafka_broker, serve_port, tmp_path_factory):
     yield make
     for fabric in started:
         fabric.stop()
+
+
+@contextmanager
+def registry_service(serve_port: int, db_file: Path) -> Iterator[str]:
+    """A schema registry of its own (RegistryActor on SQLite file ``db_file``, Serve app under its own
+    route prefix) on the session cluster; yields its base URL, removes both on exit."""
+    import ray
+    from ray import serve
+
+    from actors.registry import RegistryActor, registry_actor_name
+    from serving.registry import build_app
+
+    name = f"sr_{uuid.uuid4().hex[:8]}"
+    actor = RegistryActor.options(name=registry_actor_name(), namespace=name).remote(f"sqlite:///{db_file}")
+    assert ray.get(actor.call.remote("ping")) == ("ok", "pong")
+    serve.run(build_app({"namespace": name}), name=name, route_prefix=f"/{name}")
+    try:
+        yield f"http://127.0.0.1:{serve_port}/{name}"
+    finally:
+        serve.delete(name)
+        ray.kill(actor)
