@@ -509,7 +509,7 @@ class _Resolver:
         if r.type in ("array", "map"):
             return self.check(_inner(r), _inner(w), path + ("items" if r.type == "array" else "values",))
         if r.name is None:
-            return []  # same primitive
+            return _logical_conflict(r, w, path)  # same primitive
         if not _names_match(r, w):
             return [f"{_where(path)}: {r.type} name {r.name!r} (reader) does not match {w.name!r} (writer)"]
         here = path + (f"{r.type} {r.name!r}",)
@@ -522,7 +522,7 @@ class _Resolver:
             return []
         if r.size != w.size:
             return [f"{_where(here)}: fixed size {r.size} (reader) does not match {w.size} (writer)"]
-        return []
+        return _logical_conflict(r, w, here)
 
     def _reader_union(self, r: AvroSchema, w: AvroSchema, path: tuple[str, ...]) -> list[str]:
         for branch in r.branches:
@@ -545,6 +545,37 @@ class _Resolver:
             elif not rf.has_default:
                 problems.append(f"{_where(here)}: reader field is missing from the writer and has no default")
         return problems
+
+
+# Logical types over the same underlying type that read each other's values as different values.
+_TIME_UNITS = {
+    "int": {"date", "time-millis"},
+    "long": {"time-micros", "timestamp-millis", "timestamp-micros", "timestamp-nanos", "local-timestamp-millis",
+             "local-timestamp-micros", "local-timestamp-nanos"},
+}
+
+
+def _logical_conflict(r: AvroSchema, w: AvroSchema, path: tuple[str, ...]) -> list[str]:
+    """Where both sides carry a logical type and a reader would decode the writer's values wrongly.
+
+    Avro's schema resolution (and Confluent) ignore logical types; this is stricter, so a decimal
+    whose scale changes or a timestamp whose unit changes is never judged compatible. A logical type
+    on one side only is fine: the other reads the underlying type.
+    """
+    rl, wl = r.logical_type, w.logical_type
+    if rl is None or wl is None:
+        return []
+    if rl == wl == "decimal":
+        rs, ws = r.props.get("scale", 0), w.props.get("scale", 0)
+        rp, wp = r.props.get("precision"), w.props.get("precision")
+        if rs != ws:
+            return [f"{_where(path)}: decimal logical type scale {rs} (reader) does not match {ws} (writer)"]
+        if isinstance(rp, int) and isinstance(wp, int) and rp < wp:
+            return [f"{_where(path)}: decimal logical type precision {rp} (reader) is less than {wp} (writer)"]
+        return []
+    if rl != wl and {rl, wl} <= _TIME_UNITS.get(r.type, set()):
+        return [f"{_where(path)}: logical type {rl} (reader) reads {wl} (writer) values as other instants"]
+    return []
 
 
 def _names_match(r: AvroSchema, w: AvroSchema) -> bool:

@@ -14,7 +14,10 @@
   ``avro.compatibility.ReaderWriterCompatibilityChecker`` (the Python port of the Avro Java
   ``SchemaCompatibility`` Confluent calls). Messages come from :func:`fabric_ray.governance.avro.check_compatibility`,
   which names the record and field, followed by the reference checker's incompatibility types
-  (Confluent's ``errorType``, e.g. ``READER_FIELD_MISSING_DEFAULT_VALUE``) and locations.
+  (Confluent's ``errorType``, e.g. ``READER_FIELD_MISSING_DEFAULT_VALUE``) and locations. One
+  deliberate addition: where both sides carry a logical type, a changed decimal scale (or a smaller
+  reader precision) or a changed time unit is incompatible, though Avro's resolution ignores
+  logical types and would let a reader decode the values as other numbers or instants.
 
 Example:
     >>> fmt = AvroFormat()
@@ -126,11 +129,12 @@ class AvroFormat:
     def check(self, reader: ParsedAvro, writer: ParsedAvro) -> list[str]:
         """Problems reading ``writer`` data with ``reader``; the verdict is the reference checker's."""
         result = avro_compat.ReaderWriterCompatibilityChecker().get_compatibility(reader.reference, writer.reference)
+        ours = avro_rules.check_compatibility(reader.tree, writer.tree)
         if result.compatibility is not avro_compat.SchemaCompatibilityType.incompatible:
-            return []
+            # Deliberately stricter than Avro and Confluent: a changed decimal scale or time unit.
+            return [p for p in ours if "logical type" in p]
         kinds = list(dict.fromkeys(t.name.upper() for t in result.incompatibilities))
         locations = sorted(result.locations - {"/"}) or ["/"]
-        ours = avro_rules.check_compatibility(reader.tree, writer.tree)
         if len(ours) == 1 and len(kinds) == 1:  # one problem: name Confluent's errorType and its path inline
             return [f"{ours[0]} ({kinds[0]} at {locations[0]})"]
         summary = f"Avro reference check: {', '.join(kinds)} at {', '.join(locations)}"

@@ -17,6 +17,9 @@ Each compatibility case also runs through our own resolver (:func:`avro.check_co
 writes the messages, to show where it and the reference checker disagree (nowhere, in these cases).
 """
 
+import json
+
+import avro.compatibility as avro_compat
 import pytest
 
 from fabric_ray.governance import avro
@@ -260,3 +263,34 @@ def test_variant_logical_type_parse():
 def test_normalize_makes_equal_what_differs_only_in_order_or_spelling(a, b):
     assert FORMAT.text(parse(a)) != FORMAT.text(parse(b))
     assert FORMAT.normalized(parse(a)) == FORMAT.normalized(parse(b))
+
+
+# -- deliberate difference: logical types that change meaning ------------------------------------------
+
+
+def _field(logical: dict) -> str:
+    return '{"type":"record","name":"r","fields":[{"name":"v","type":' + json.dumps(logical) + "}]}"
+
+
+@pytest.mark.parametrize("reader, writer, compatible", [
+    ({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+     {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 3}, False),  # 1.234 read as 12.34
+    ({"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 2},
+     {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, False),  # may not fit
+    ({"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
+     {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, True),
+    ({"type": "long", "logicalType": "timestamp-micros"}, {"type": "long", "logicalType": "timestamp-millis"}, False),
+    ({"type": "int", "logicalType": "date"}, {"type": "int", "logicalType": "time-millis"}, False),
+    ({"type": "long"}, {"type": "long", "logicalType": "timestamp-millis"}, True),  # one side only: fine
+    ({"type": "long", "logicalType": "timestamp-millis"}, "long", True),
+])
+def test_logical_types_that_change_meaning_are_incompatible(reader, writer, compatible):
+    """Not a Confluent case: Avro's resolution (and Confluent) accept all of these; see docs/schema-compatibility.md."""
+    reference = avro_compat.ReaderWriterCompatibilityChecker().get_compatibility(
+        parse(_field(reader)).reference, parse(_field(writer)).reference
+    )
+    assert reference.compatibility is avro_compat.SchemaCompatibilityType.compatible
+    problems = FORMAT.check(parse(_field(reader)), parse(_field(writer)))
+    assert (not problems) == compatible, problems
+    if problems:
+        assert "field 'v'" in problems[0] and "logical type" in problems[0]
