@@ -73,8 +73,9 @@ class ProtobufFormat:
         return proto_text(parsed)
 
     def normalized(self, parsed: ProtoSchema) -> str:
-        """The same as :meth:`text`, which is already printed from the descriptor."""
-        return self.text(parsed)
+        """The text under ``normalize=true``: printed with Confluent's orderings (fields by number,
+        options by name, imports sorted...; see :func:`~fabric_ray.governance.protobuf_text.proto_text`)."""
+        return proto_text(parsed, normalize=True)
 
     def serialized(self, parsed: ProtoSchema) -> str:
         """The schema's file as a base64 ``FileDescriptorProto``: Confluent's ``?format=serialized``."""

@@ -52,6 +52,7 @@ MAIN_FILE = "schema.proto"
 COMPILE_TIMEOUT_S = 60
 _CACHE_SIZE = 256
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+_ABSL_LOG = re.compile(r"^[IW]\d{4} ")  # protoc's own log lines (e.g. "no syntax specified"), not errors
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<msg>.*)$")
 
 
@@ -297,7 +298,7 @@ def _diagnostics(stderr: str, src: str, name: str) -> str:
     errors = []
     for raw in stderr.splitlines():
         line = raw.replace(src + os.sep, "").strip()
-        if not line or "warning:" in line:
+        if not line or "warning:" in line.lower() or _ABSL_LOG.match(line):
             continue
         m = _DIAGNOSTIC.match(line)
         errors.append(f"{m['file']} line {m['line']}: {m['msg']}" if m else line)

@@ -47,14 +47,36 @@ _SCALARS = {
 _MAX_FIELD = 536_870_911
 
 
-def proto_text(schema: ProtoSchema) -> str:
-    """The schema's own file as ``.proto`` text (see the module docstring)."""
-    return _Printer(schema).file()
+def proto_text(schema: ProtoSchema, normalize: bool = False) -> str:
+    """The schema's own file as ``.proto`` text (see the module docstring).
+
+    ``normalize`` orders what Confluent's ``normalize()`` orders: imports by name, options by name,
+    fields and extensions by number (the oneofs after the other fields, ordered by their lowest
+    number), enum constants by number then name, reserved ranges and names; messages and enums keep
+    their order (message indexes depend on it).
+
+    Example:
+        >>> from fabric_ray.governance.protobuf_parse import parse_protobuf
+        >>> a = parse_protobuf('syntax = "proto3"; message M { oneof o { int32 y = 3; } int32 b = 2; int32 a = 1; }')
+        >>> print(proto_text(a, normalize=True))
+        syntax = "proto3";
+        <BLANKLINE>
+        message M {
+          int32 a = 1;
+          int32 b = 2;
+          oneof o {
+            int32 y = 3;
+          }
+        }
+        <BLANKLINE>
+    """
+    return _Printer(schema, normalize).file()
 
 
 class _Printer:
-    def __init__(self, schema: ProtoSchema) -> None:
+    def __init__(self, schema: ProtoSchema, normalize: bool = False) -> None:
         self.schema = schema
+        self.normalize = normalize
         self.proto = schema.file
         self.syntax = self.proto.syntax or "proto2"
         self.lines: list[str] = []
@@ -72,9 +94,12 @@ class _Printer:
             self.out(0, f"package {p.package};")
         if p.dependency:
             self.out(0, "")
+            imports = []
             for i, dep in enumerate(p.dependency):
                 kind = "public " if i in p.public_dependency else "weak " if i in p.weak_dependency else ""
-                self.out(0, f'import {kind}"{dep}";')
+                imports.append((dep, f'import {kind}"{dep}";'))
+            for _, line in sorted(imports) if self.normalize else imports:
+                self.out(0, line)
         self.options(0, "google.protobuf.FileOptions", p.options, blank=True)
         for m in p.message_type:
             self.out(0, "")
@@ -104,7 +129,7 @@ class _Printer:
             name = f"({field.full_name})" if field.is_extension else field.name
             for v in value if field.is_repeated else [value]:
                 items.append(f"{name} = {_value(field, v)}")
-        return items
+        return sorted(items, key=_option_name) if self.normalize else items
 
     def options(self, depth: int, options_type: str, options: Any, blank: bool = False) -> None:
         items = self.option_items(options_type, options)
@@ -127,8 +152,10 @@ class _Printer:
         nested = {f".{full}.{n.name}": n for n in m.nested_type}
         entries = {k: n for k, n in nested.items() if n.options.map_entry}
         groups = {f.type_name for f in m.field if f.type == F.TYPE_GROUP}
+        if self.normalize:
+            self._normalized_fields(inner, m, entries, nested, full)
         printed_oneofs: set[int] = set()
-        for f in m.field:
+        for f in ([] if self.normalize else m.field):
             if f.HasField("oneof_index") and not f.proto3_optional:
                 if f.oneof_index in printed_oneofs:
                     continue
@@ -153,6 +180,22 @@ class _Printer:
         self.extensions(inner, m.extension, full)
         self.out(depth, "}")
 
+    def _normalized_fields(self, depth: int, m: Any, entries: dict, nested: dict, scope: str) -> None:
+        """Fields by number, then each oneof (by its lowest number) with its members by number."""
+        members: dict[int, list[Any]] = {}
+        for f in sorted(m.field, key=lambda f: f.number):
+            if f.HasField("oneof_index") and not f.proto3_optional:
+                members.setdefault(f.oneof_index, []).append(f)
+            else:
+                self.field(depth, f, entries, nested, scope, in_oneof=False)
+        for index, fields in sorted(members.items(), key=lambda kv: kv[1][0].number):
+            decl = m.oneof_decl[index]
+            self.out(depth, f"oneof {decl.name} {{")
+            self.options(depth + 1, "google.protobuf.OneofOptions", decl.options)
+            for f in fields:
+                self.field(depth + 1, f, entries, nested, scope, in_oneof=True)
+            self.out(depth, "}")
+
     def field(self, depth: int, f: Any, entries: dict, nested: dict, scope: str, in_oneof: bool) -> None:
         label = ""
         if f.label == F.LABEL_REPEATED and f.type_name not in entries:
@@ -166,6 +209,8 @@ class _Printer:
             opts.insert(0, f"default = {_default(f)}")
         if f.HasField("json_name") and f.json_name != _json_name(f.name):
             opts.append(f'json_name = "{f.json_name}"')
+        if self.normalize:
+            opts.sort(key=_option_name)
         suffix = f" [{', '.join(opts)}]" if opts else ""
         if f.type == F.TYPE_GROUP and f.type_name in nested:
             body = nested[f.type_name]
@@ -180,6 +225,8 @@ class _Printer:
         self.out(depth, f"{label}{kind} {f.name} = {f.number}{suffix};")
 
     def reserved(self, depth: int, ranges: list[tuple[int, int]], names: Any, exclusive_end: bool = True) -> None:
+        if self.normalize:
+            ranges, names = sorted(ranges), sorted(names)
         if ranges:
             self.out(depth, "reserved " + ", ".join(_range(a, b if exclusive_end else b + 1) for a, b in ranges) + ";")
         if names:
@@ -187,9 +234,9 @@ class _Printer:
 
     def extensions(self, depth: int, fields: Any, scope: str) -> None:
         by_extendee: dict[str, list[Any]] = {}
-        for f in fields:
+        for f in sorted(fields, key=lambda f: f.number) if self.normalize else fields:
             by_extendee.setdefault(f.extendee, []).append(f)
-        for extendee, members in by_extendee.items():
+        for extendee, members in sorted(by_extendee.items()) if self.normalize else by_extendee.items():
             self.out(depth, "")
             self.out(depth, f"extend {extendee} {{")
             for f in members:
@@ -200,7 +247,8 @@ class _Printer:
         self.out(depth, f"enum {e.name} {{")
         self.options(depth + 1, "google.protobuf.EnumOptions", e.options)
         self.reserved(depth + 1, [(r.start, r.end) for r in e.reserved_range], e.reserved_name, exclusive_end=False)
-        for v in e.value:
+        values = sorted(e.value, key=lambda v: (v.number, v.name)) if self.normalize else e.value
+        for v in values:
             opts = self.option_items("google.protobuf.EnumValueOptions", v.options)
             self.out(depth + 1, f"{v.name} = {v.number}" + (f" [{', '.join(opts)}]" if opts else "") + ";")
         self.out(depth, "}")
@@ -220,6 +268,10 @@ class _Printer:
             else:
                 self.out(1, f"rpc {m.name} ({arg}) returns ({ret});")
         self.out(0, "}")
+
+
+def _option_name(item: str) -> str:
+    return item.split(" = ", 1)[0].strip("()")
 
 
 def _type(f: Any) -> str:
