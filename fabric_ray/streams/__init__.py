@@ -10,6 +10,7 @@ from fabric_ray.streams.confluent_codec import AvroDecoder, JsonSchemaDecoder, R
 from fabric_ray.streams.json_codec import Decoded, JsonDecoder
 from fabric_ray.streams.pipeline import Pipeline, PipelineError
 from fabric_ray.streams.processor import PipelineProcessor, ProcessorStats
+from fabric_ray.streams.protobuf_codec import ProtobufDecoder
 from fabric_ray.streams.records import DeadLetter, RawBatch
 from fabric_ray.streams.schema_source import LocalRegistrySource, RegistryHttpSource
 
@@ -27,6 +28,7 @@ __all__ = [
     "PipelineError",
     "PipelineProcessor",
     "ProcessorStats",
+    "ProtobufDecoder",
     "RawBatch",
     "RawDecoder",
     "RegistryHttpSource",
