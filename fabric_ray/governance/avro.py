@@ -1,8 +1,8 @@
 """Avro schemas: validation, Parsing Canonical Form and schema-evolution compatibility.
 
 Follows the Avro 1.11 specification. ``parse_avro`` validates a schema and returns an
-:class:`AvroSchema` tree; ``canonical_form`` gives the Parsing Canonical Form used to tell
-schemas apart; ``check_compatibility`` applies Avro schema resolution (can data written with
+:class:`AvroSchema` tree; ``canonical_form`` gives the Parsing Canonical Form (equal for
+schemas that read data alike; the registry identifies schemas by their text, see ``avro_format``); ``check_compatibility`` applies Avro schema resolution (can data written with
 one schema be read with another?); ``check_mode`` applies Confluent's compatibility modes
 (BACKWARD, FORWARD, FULL and their transitive forms) over a schema history, with any pair
 checker so other schema languages can reuse it.

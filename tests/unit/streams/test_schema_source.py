@@ -54,7 +54,7 @@ def test_local_source_returns_registered_schemas_and_knows_unknown_ids():
     source = LocalRegistrySource(registry)
     assert source.schema(avro_id).schema_type == "AVRO"
     got = source.schema(json_id)
-    assert got == RegisteredSchema(json_id, "JSON", '{"type": "object"}', ())
+    assert got == RegisteredSchema(json_id, "JSON", '{"type":"object"}', ())  # the text as the registry stores it
     with pytest.raises(UnknownSchemaId) as err:
         source.schema(999)
     assert err.value.schema_id == 999 and str(err.value) == "unknown schema id 999"
