@@ -62,7 +62,6 @@ class ProtobufFormat:
             return parse_protobuf(text, deps)
         except ProtobufSchemaError as exc:
             raise ProtobufFormatError(str(exc)) from None
-        return parsed
 
     def text(self, parsed: ProtoSchema) -> str:
         """The ``.proto`` text printed from the compiled schema, as Confluent stores its printed text.

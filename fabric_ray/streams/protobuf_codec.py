@@ -304,9 +304,9 @@ class ProtobufDecoder:
 
     def _plan(self, schema_id: int) -> ProtoSchema | str:
         """The writer schema of an id, or the reason its messages are rejected."""
-        plan = self._plans.get(schema_id)
-        if plan is not None:
-            return plan
+        known = self._plans.get(schema_id)
+        if known is not None:
+            return known
         try:
             found = self.source.schema(schema_id)
         except UnknownSchemaId:
@@ -396,6 +396,7 @@ class ProtobufDecoder:
                 return f"schema id {schema_id} cannot be the reader schema: {exc}"
         if name != self._message_name:
             return f"schema id {schema_id}: the message is {name}, the decoder reads {self._message_name}"
+        assert self._reader is not None
         problems = check_compatibility(self._reader, writer)
         if problems:
             return f"writer schema id {schema_id} cannot be read as the reader schema: " + "; ".join(problems)
