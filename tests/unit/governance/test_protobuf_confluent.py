@@ -249,3 +249,34 @@ def test_protobuf_schema_printing_and_normalization(method):
     for schema in schemas.values():  # the normalized text compiles to the same schema, and is a fixed point
         again = parse_protobuf(proto_text(schema, normalize=True))
         assert compare(schema, again) == [] and proto_text(again, normalize=True) == proto_text(schema, normalize=True)
+
+
+# ProtobufSchemaTest.testNativeTypeImports and testParams, their schema strings verbatim.
+NATIVE_TYPE_IMPORTS = 'syntax = "proto3";\n\nimport "confluent/meta.proto";\nimport "confluent/type/decimal.proto";\nimport "google/type/calendar_period.proto";\nimport "google/type/color.proto";\nimport "google/type/date.proto";\nimport "google/type/datetime.proto";\nimport "google/type/dayofweek.proto";\nimport "google/type/decimal.proto";\nimport "google/type/expr.proto";\nimport "google/type/fraction.proto";\nimport "google/type/interval.proto";\nimport "google/type/latlng.proto";\nimport "google/type/money.proto";\nimport "google/type/month.proto";\nimport "google/type/phone_number.proto";\nimport "google/type/postal_address.proto";\nimport "google/type/quaternion.proto";\nimport "google/type/timeofday.proto";\nimport "google/protobuf/any.proto";\nimport "google/protobuf/api.proto";\nimport "google/protobuf/descriptor.proto";\nimport "google/protobuf/duration.proto";\nimport "google/protobuf/empty.proto";\nimport "google/protobuf/field_mask.proto";\nimport "google/protobuf/source_context.proto";\nimport "google/protobuf/struct.proto";\nimport "google/protobuf/timestamp.proto";\nimport "google/protobuf/type.proto";\nimport "google/protobuf/wrappers.proto";\n\nmessage TestNativeTypes {\n\n  confluent.type.Decimal test_cflt_decimal = 1 [(confluent.field_meta) = {\n    doc: "test decimal",\n    params: [\n      {\n        value: "8",\n        key: "precision"\n      },\n      {\n        value: "3",\n        key: "scale"\n      }\n    ]\n  }];\n  google.type.CalendarPeriod test_calendar_period = 2;\n  google.type.Color test_color = 3;\n  google.type.Date test_date = 4;\n  google.type.DateTime test_datetime = 5;\n  google.type.DayOfWeek test_dayofweek = 6;\n  google.type.Decimal test_decimal = 7;\n  google.type.Expr test_expr = 8;\n  google.type.Fraction test_fraction = 9;\n  google.type.Interval test_interval = 10;\n  google.type.LatLng test_latlng = 11;\n  google.type.Money test_money = 12;\n  google.type.Month test_month = 13;\n  google.type.PhoneNumber test_phone_number = 14;\n  google.type.PostalAddress test_postal_address = 15;\n  google.type.Quaternion test_quaternion = 16;\n  google.type.TimeOfDay test_timeofday = 17;\n  google.protobuf.Any test_any = 18;\n  google.protobuf.Api test_api = 19;\n  google.protobuf.DescriptorProto test_descriptor = 20;\n  google.protobuf.Duration test_duration = 21;\n  google.protobuf.Empty test_empty = 22;\n  google.protobuf.FieldMask test_field_mask = 23;\n  google.protobuf.SourceContext test_source_context = 24;\n  google.protobuf.Struct test_struct = 25;\n  google.protobuf.Timestamp test_timestamp = 26;\n  google.protobuf.Type test_type = 27;\n  google.protobuf.StringValue test_wrapper = 28;\n}\n'
+PARAMS = 'syntax = "proto3";\npackage com.acme;\nimport "confluent/type/decimal.proto";\nimport "google/protobuf/timestamp.proto";\nmessage MyMessage {\n .google.protobuf.Timestamp MIT_DATE = 1;\n int64 MIT_LOC_ID = 2;\n int64 MIT_MI_ID = 3;\n int64 MIT_R_ID = 4;\n int32 MIT_COUNT = 5;\n .confluent.type.Decimal MIT_PRICE = 6 [(confluent.field_meta) = {\n  params: {\n   key: "scale",\n   value: "2"\n  }\n }];\n int64 MIT_PC_ID = 7;\n .google.protobuf.Timestamp MIT_CREATE_DATE = 8;\n int64 MIT_CREATE_BY_USER_ID = 9;\n .google.protobuf.Timestamp MIT_MODIFY_DATE = 10;\n int64 MIT_MODIFY_BY_USER_ID = 11;\n int64 MIT_CONCEPT_ID = 12;\n .confluent.type.Decimal MIT_ACTUAL_PRICE = 13 [(confluent.field_meta) = {\n  params: {\n   key: "scale",\n   value: "2"\n  }\n }];\n}'
+
+
+def test_protobuf_schema_native_type_imports():
+    """``ProtobufSchemaTest.testNativeTypeImports``: Confluent's, googleapis' and the well-known types, no references."""
+    schema = parse_protobuf(NATIVE_TYPE_IMPORTS)
+    fields = schema.pool.FindMessageTypeByName("TestNativeTypes").fields
+    assert len(fields) == 28 and fields[27].message_type.full_name == "google.protobuf.StringValue"
+
+
+def test_protobuf_schema_params():
+    """``ProtobufSchemaTest.testParams``: the ``confluent.field_meta`` params of a field read back.
+
+    The schema uses ``(confluent.field_meta)`` without importing ``confluent/meta.proto``; Confluent's parser lets
+    that pass, ``protoc`` does not (a deliberate difference). With the import added, the params read back.
+    """
+    from google.protobuf import message_factory
+
+    with pytest.raises(ProtobufSchemaError, match=r'^schema.proto line 11: Option "\(confluent.field_meta\)" unknown'):
+        parse_protobuf(PARAMS)
+    schema = parse_protobuf(PARAMS.replace('import "confluent/type/decimal.proto";',
+                                           'import "confluent/meta.proto";\nimport "confluent/type/decimal.proto";'))
+    field = schema.pool.FindMessageTypeByName("com.acme.MyMessage").fields_by_name["MIT_ACTUAL_PRICE"]
+    options_class = message_factory.GetMessageClass(schema.pool.FindMessageTypeByName("google.protobuf.FieldOptions"))
+    options = options_class.FromString(field.GetOptions().SerializeToString())
+    meta = options.Extensions[schema.pool.FindExtensionByName("confluent.field_meta")]
+    assert meta.params["scale"] == "2"
