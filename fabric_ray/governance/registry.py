@@ -352,8 +352,8 @@ class SchemaRegistry:
         The candidate is validated as ``register`` validates it (``validateNewSchemas``).
 
         Raises:
-            RegistryError: 422/42201 invalid schema, 422/42202 bad version, 404/40401 unknown subject
-                or 404/40402 unknown version (for a numbered version).
+            RegistryError: 422/42201 invalid schema, 422/42202 bad version, 404/40402 no such live
+                version (for a numbered version, also when the subject is unknown, as Confluent answers).
 
         Example:
             >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
@@ -371,14 +371,19 @@ class SchemaRegistry:
             >>> len(r.check("s", no_default)) > 0  # the history: version 1 has no f2
             True
         """
+        _check_subject(subject)
         settings = self.config(subject)
         parsed = self._parse(schema, schema_type, references, validate=settings["validateNewSchemas"],
                              normalize=normalize or settings["normalize"])
         if version is None:
             return self._problems(subject, parsed, self._live(subject), transitive_history=True)
-        if _parse_version(version) == -1 and not self._live(subject):
-            return []
-        return self._problems(subject, parsed, [self._row(subject, version)], transitive_history=False)
+        number, live = _parse_version(version), self._live(subject)
+        if number == -1:
+            return self._problems(subject, parsed, live[-1:], transitive_history=False)
+        row = next((r for r in live if r.version == number), None)
+        if row is None:  # Confluent: 40402 even when the subject does not exist
+            raise _version_not_found(subject, version)
+        return self._problems(subject, parsed, [row], transitive_history=False)
 
     def referenced_by(self, subject: str, version: int | str = "latest") -> list[int]:
         """Ids of the schemas whose references name ``subject`` at ``version`` (live or soft-deleted versions), sorted.

@@ -646,8 +646,11 @@ class SqlRegistryStore:
 
     def rekey_schemas(self, marker: str, rekey: Any) -> int:
         c = _SCHEMAS.c
+        marker_query = sa.select(_META_ROWS.c.value).where(_META_ROWS.c.key == _IDENTITY_KEY)
+        if [r[0] for r in self._rows(marker_query)] == [marker]:
+            return 0  # the usual start: no write lock taken
         with self._write() as conn:
-            found = conn.execute(sa.select(_META_ROWS.c.value).where(_META_ROWS.c.key == _IDENTITY_KEY)).first()
+            found = conn.execute(marker_query).first()
             if found is not None and found[0] == marker:
                 return 0
             rows = [self.get_schema(r[0]) for r in conn.execute(sa.select(c.id).order_by(c.id))]

@@ -198,7 +198,7 @@ def test_backward_transitive_checks_whole_chain(reg):
 
 def test_check_latest_on_unknown_subject_is_compatible(reg):
     assert reg.check("nope", V1) == []
-    raises(404, 40401, reg.check, "nope", V1, version=1)
+    raises(404, 40402, reg.check, "nope", V1, version=1)  # Confluent: version not found
     reg.register("s", V1)
     raises(404, 40402, reg.check, "s", V1, version=9)
 
