@@ -74,6 +74,7 @@ class CacheShard:
         self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self._last_error: str | None = None
         self._stop = threading.Event()
+        self._warmed = threading.Event()
         self._wake = threading.Event()
         self._tick_s = min(0.25, max(0.01, self._core.settings.write_behind_interval_s / 4))
         self._thread = threading.Thread(target=self._background, name="cache-shard-tick", daemon=True)
@@ -84,6 +85,8 @@ class CacheShard:
             self._core.warm()
         except Exception:  # noqa: BLE001 - the first read or write will raise it to its caller
             self._last_error = traceback.format_exc(limit=3)
+        finally:
+            self._warmed.set()
         wait_s = self._tick_s
         while not self._stop.is_set():
             self._wake.wait(wait_s)
@@ -96,6 +99,14 @@ class CacheShard:
             except Exception:  # noqa: BLE001 - rows stay buffered; reported in stats()
                 self._last_error = traceback.format_exc(limit=3)
                 wait_s = min(max(wait_s * 2, 0.1), 5.0)
+
+    @ray.method(max_task_retries=RETRIES)
+    def ready(self, timeout_s: float = 120) -> dict[str, Any]:
+        """Wait until the shard has opened its online store (importing Feast alone takes seconds,
+        a CPU burst that would otherwise land on the first reads and the stream); return
+        ``{"warm": bool, "last_error": str | None}``."""
+        warm = self._warmed.wait(timeout_s)
+        return {"warm": warm, "last_error": self._last_error}
 
     @ray.method(max_task_retries=RETRIES)
     def put(self, view_name: str, table: pa.Table, write: str | None = None) -> int:

@@ -129,6 +129,8 @@ class PartitionActor:
             "checkpoints": st.checkpoints,
             "restored_from": dict(st.restored_from),
             "throughput_eps": st.read / st.busy_s if st.busy_s > 0 else 0.0,
+            "batches": st.batches,
+            "stages": st.stages.summary(),
             "restarts": int(self._restarts),
             "incarnation": self._incarnation,
             "last_error": self._last_error,

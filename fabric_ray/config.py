@@ -329,6 +329,9 @@ class FeaturesConfig(_Section):
         refresh_ahead: a hot key whose age passes this fraction of its view's TTL is reloaded from
             the online store in the background (``0``: never).
         refresh_min_hits: hits since its last load that make a key hot.
+        miss_ttl_s: how long a key the online store did not have is answered ``NOT_FOUND`` from
+            the cache shard without asking the store again (``0``: ask on every miss); a stream
+            update or push of the key ends it at once.
         materialize_batch_rows: rows per write batch when materializing.
     """
 
@@ -343,6 +346,7 @@ class FeaturesConfig(_Section):
     read_through: bool = True
     refresh_ahead: float = Field(default=0.8, ge=0, lt=1)
     refresh_min_hits: int = Field(default=3, ge=1)
+    miss_ttl_s: float = Field(default=1.0, ge=0, le=3600)
     materialize_batch_rows: int = Field(default=50_000, ge=1)
 
 

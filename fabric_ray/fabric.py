@@ -82,7 +82,18 @@ class Fabric:
         ray.get(self._supervisor.start.remote())
         if serve_http:
             self._deploy_serving()
+        self._wait_for_cache_shards()
         return self
+
+    def _wait_for_cache_shards(self, timeout_s: float = 120) -> None:
+        """Return once every cache shard has opened its online store, so a started fabric
+        answers its first reads at full speed; a shard that failed says so in ``status()``."""
+        import ray
+
+        try:
+            ray.get([s.ready.remote(timeout_s) for s in self._shards], timeout=timeout_s + 10)
+        except (ray.exceptions.GetTimeoutError, TimeoutError):
+            pass  # still warming: reads wait for it; status() shows the shards' state
 
     def _start_cache_shards(self) -> None:
         """Load and apply the feature repo; start the cache shards in front of its online store."""

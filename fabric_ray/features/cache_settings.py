@@ -37,6 +37,8 @@ class CacheSettings:
         refresh_ahead: a hot key whose age passes this fraction of its view's TTL is reloaded
             from the online store in the background (``0``: never).
         refresh_min_hits: hits since its last load that make a key hot.
+        miss_ttl_s: how long a key that a read-through did not find is answered ``NOT_FOUND``
+            without asking the store again (``0``: ask every time); a put of the key ends it.
 
     Raises:
         ValueError: a setting out of range, naming it and the value.
@@ -49,6 +51,7 @@ class CacheSettings:
     read_through: bool = True
     refresh_ahead: float = 0.8
     refresh_min_hits: int = 3
+    miss_ttl_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.write_mode not in WRITE_MODES:
@@ -63,6 +66,8 @@ class CacheSettings:
             raise ValueError(f"refresh_ahead must be in [0, 1) (a fraction of the TTL; 0 = off); got {self.refresh_ahead}")
         if self.refresh_min_hits < 1:
             raise ValueError(f"refresh_min_hits must be at least 1; got {self.refresh_min_hits}")
+        if not 0 <= self.miss_ttl_s <= 3600:
+            raise ValueError(f"miss_ttl_s must be in [0, 3600] seconds (0 = off); got {self.miss_ttl_s}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> CacheSettings:

@@ -17,6 +17,12 @@ Consistency, in short (``docs/cache-shards.md`` has the whole story):
   order the cache accepted them (the store's own upsert does not compare event times);
 * a read-through also looks at the rows still waiting in the write-behind buffer, so an evicted
   key is never answered with an older store value while its newer row waits to be written;
+* reads of the store go through their own store instance (their own connection), so a
+  read-through never waits behind a write-behind flush; the buffer's rows taken before the
+  read (in flight ones included) cover a flush that commits meanwhile;
+* keys a read-through did not find are remembered for ``miss_ttl_s``
+  (:mod:`~fabric_ray.features.miss_memory`), so a client polling for an entity that has not
+  arrived yet does not turn every request into a store read; a put forgets its keys at once;
 * a restarted shard starts empty and answers from the store (read-through); rows that waited in
   the dead shard's write-behind buffer are re-sent by their writer
   (:class:`actors.cache.ShardedCacheWriter` keeps them until a flush confirms them).
@@ -34,6 +40,7 @@ from fabric_ray.features.cache import FeatureCache, Lookup, WriteBehindBuffer, l
 from fabric_ray.features.cache_settings import WRITE_MODES, CacheSettings
 from fabric_ray.features.catalog import Catalog
 from fabric_ray.features.definitions import FeatureView
+from fabric_ray.features.miss_memory import MissMemory
 
 __all__ = ["BACKLOG_FACTOR", "ShardCore"]
 
@@ -80,6 +87,7 @@ class ShardCore:
         self.settings = settings or CacheSettings()
         self._store_factory = store_factory
         self._store: Any = None
+        self._reader: Any = None  # a second store instance for reads: they never wait behind writes
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         s = self.settings
         self.cache = FeatureCache(
@@ -88,9 +96,11 @@ class ShardCore:
         self.buffer = WriteBehindBuffer(
             {name: v.entity.join_key for name, v in self.catalog.views.items()}, s.write_behind_rows, s.write_behind_interval_s
         )
-        self._lock = threading.Lock()  # the cache and the buffer: held briefly, never across I/O
-        self._store_lock = threading.RLock()  # every store call, in order (the store need not be thread-safe)
-        self.counters = {"store_reads": 0, "store_writes": 0, "written_through": 0, "read_through_calls": 0}
+        self.misses = MissMemory(s.miss_ttl_s * 1000)
+        self._lock = threading.Lock()  # the cache, the buffer and the miss memory: held briefly, never across I/O
+        self._store_lock = threading.RLock()  # every write to the store, in order (the store need not be thread-safe)
+        self._reader_lock = threading.Lock()  # every read of the store, through the reader
+        self.counters = {"store_reads": 0, "store_writes": 0, "written_through": 0, "read_through_calls": 0, "known_absent": 0}
 
     @property
     def has_store(self) -> bool:
@@ -104,6 +114,13 @@ class ShardCore:
             self._store = self._store_factory()
         return self._store
 
+    def _get_reader(self) -> Any:
+        if self._reader is None:
+            if self._store_factory is None:
+                raise RuntimeError("this cache shard has no online store (store_factory=None)")
+            self._reader = self._store_factory()
+        return self._reader
+
     def warm(self) -> None:
         """Open the online store and prepare each view's table now, so the first read-through
         does not pay for it (importing Feast alone takes seconds). Nothing without a store."""
@@ -113,6 +130,10 @@ class ShardCore:
             store = self._get_store()
             for view_name in self.catalog.views:
                 store.read(view_name, [])
+        with self._reader_lock:
+            reader = self._get_reader()
+            for view_name in self.catalog.views:
+                reader.read(view_name, [])
 
     def write_mode(self, write: str | None = None) -> str:
         """The effective write mode of a put: ``write`` if given, else the settings'; ``"none"`` without a store.
@@ -151,6 +172,7 @@ class ShardCore:
             with self._store_lock:  # cache order = store order
                 with self._lock:
                     mask = self.cache.accept(view_name, table, now_ms=self._clock_ms())
+                    self._forget_misses(view_name, table)
                     if self.buffer.pending:
                         batch = self.buffer.take()  # older buffered rows go first
                     else:
@@ -166,6 +188,7 @@ class ShardCore:
                 return stored
         with self._lock:
             mask = self.cache.accept(view_name, table, now_ms=self._clock_ms())
+            self._forget_misses(view_name, table)
             stored = int(mask.sum())
             if mode == "behind" and stored:
                 rows = table if stored == table.num_rows else table.filter(pa.array(mask))
@@ -174,6 +197,11 @@ class ShardCore:
         if backlog:  # the store falls behind: the writer waits (back-pressure) instead of the buffer growing
             self.flush()
         return stored
+
+    def _forget_misses(self, view_name: str, table: pa.Table) -> None:
+        """Under the lock: the keys of rows that arrived are no longer known absent."""
+        if self.misses.size(view_name):
+            self.misses.forget(view_name, table.column(self.catalog.view(view_name).entity.join_key).to_pylist())
 
     def _write_batch(self, batch: dict[str, pa.Table]) -> int:
         """Write drained rows (holding the store lock); failed views go back to the buffer."""
@@ -224,12 +252,19 @@ class ShardCore:
         if not (self.settings.read_through and self.has_store):
             return lookup
         positions = [i for i, t in enumerate(lookup.event_ms) if t is None]
+        if positions and self.misses:
+            with self._lock:
+                known = self.misses.absent(view_name, [keys[i] for i in positions], now_ms)
+            self.counters["known_absent"] += sum(known)
+            positions = [i for i, gone in zip(positions, known) if not gone]
         if not positions:
             return lookup
         missing = list(dict.fromkeys(keys[i] for i in positions))
         self._load(view_name, missing, origin="read_through")
         with self._lock:
             again = self.cache.get(view_name, [keys[i] for i in positions], features, now_ms=now_ms, record=False)
+            # still missing while the lock is held: a put of one of them comes later and forgets it
+            self.misses.remember(view_name, (keys[i] for i, t in zip(positions, again.event_ms) if t is None), self._clock_ms())
         if all(t is None for t in again.event_ms):
             return lookup
         for j, i in enumerate(positions):
@@ -243,11 +278,11 @@ class ShardCore:
         """Read ``keys`` from the store into the cache, with their rows still waiting to be written."""
         with self._lock:
             waiting = self.buffer.rows_for(view_name, keys)  # taken before the read: see the module docstring
-        with self._store_lock:
+        with self._reader_lock:
             self.counters["store_reads"] += 1
             if origin == "read_through":
                 self.counters["read_through_calls"] += 1
-            found = self._get_store().read(view_name, keys)
+            found = self._get_reader().read(view_name, keys)
         now_ms = self._clock_ms()
         with self._lock:
             stored = 0
@@ -298,17 +333,22 @@ class ShardCore:
                 "write_behind_pending": b.pending,
                 "write_behind_flushed": b.flushed,
                 "write_behind_failures": b.failures,
+                "known_absent_keys": sum(self.misses.size(v) for v in self.catalog.views),
                 "write_mode": self.write_mode(),
                 "read_through": bool(self.settings.read_through and self.has_store),
                 "has_store": self.has_store,
             }
 
     def close(self) -> None:
-        """Close the store if it was opened (buffered rows are not written: flush first)."""
+        """Close the store and the reader if they were opened (buffered rows are not written: flush first)."""
         with self._store_lock:
             if self._store is not None and hasattr(self._store, "close"):
                 self._store.close()
             self._store = None
+        with self._reader_lock:
+            if self._reader is not None and hasattr(self._reader, "close"):
+                self._reader.close()
+            self._reader = None
 
 
 def _row_table(view: FeatureView, table: pa.Table) -> pa.Table:

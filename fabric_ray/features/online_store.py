@@ -140,7 +140,12 @@ class _Live:
             Path(self.store._get_db_path(self.config)).parent.mkdir(parents=True, exist_ok=True)
             # several processes write one file (cache shards, materialization): wait for the lock
             # longer than sqlite3's 5 s default before failing with "database is locked"
-            self.store._get_conn(self.config).execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            conn = self.store._get_conn(self.config)
+            conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            # Write-ahead logging: readers (other shards' read-throughs, feast serve) never wait for
+            # a writer's transaction, and a commit is one append. It stays set in the file, and
+            # every SQLite client, Feast's included, reads such a file as before.
+            conn.execute("PRAGMA journal_mode = WAL")
 
 
 class OnlineStore:

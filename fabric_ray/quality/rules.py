@@ -215,6 +215,26 @@ class NotNull(Rule):
         return {self.kind: self.column} if not self.tolerance else super().to_dict()
 
 
+def _repeats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row, whether an earlier row holds the same non-null value (one column).
+
+    Dictionary encoding finds the first row of each value without Acero's per-call thread-pool
+    cost (about 1 ms, which dominated small stream batches: 30 times slower at 100 rows).
+
+    Example:
+        >>> _repeats(pa.array(["a", "b", "a", None, None])).tolist()
+        [False, False, True, False, False]
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()  # one dictionary for all rows
+    codes = pc.fill_null(pc.dictionary_encode(column).indices, -1).to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    failing = np.ones(len(codes), dtype=bool)
+    failing[first] = False
+    failing[codes < 0] = False  # nulls are never duplicates
+    return failing
+
+
 @dataclass(frozen=True, repr=False)
 class Unique(Rule):
     """Fails every row whose key (``columns``) already occurred earlier in the same batch.
@@ -255,6 +275,8 @@ class Unique(Rule):
 
     def _failing(self, batch: Batch) -> np.ndarray:
         n = batch.num_rows
+        if len(self.key) == 1:
+            return _repeats(batch.column(self.key[0]))
         keys = pa.table({f"k{i}": batch.column(c) for i, c in enumerate(self.key)})
         keys = keys.append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
         # min is order-independent, so the threaded hash aggregation is safe.

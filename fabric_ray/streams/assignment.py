@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from fabric_ray.streams.stage_latency import worst_of
+
 __all__ = ["OwnerStatus", "assign_new_partitions", "assign_partitions", "owner_name", "restart_backoff_s", "summarize"]
 
 
@@ -78,6 +80,7 @@ class OwnerStatus:
     outputs_suppressed: int = 0
     letters_suppressed: int = 0
     per_partition: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_error: str | None = None
 
     @classmethod
@@ -99,6 +102,7 @@ class OwnerStatus:
             outputs_suppressed=int(report.get("outputs_suppressed", 0)),
             letters_suppressed=int(report.get("letters_suppressed", 0)),
             per_partition={int(k): dict(v) for k, v in dict(report.get("per_partition", {})).items()},
+            stages={str(k): dict(v) for k, v in dict(report.get("stages", {})).items()},
             last_error=report.get("last_error"),
         )
 
@@ -106,7 +110,8 @@ class OwnerStatus:
 def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
     """Totals over all owners: processed, dead-lettered, lag, and whether all are caught up.
 
-    ``caught_up`` is true when every owner answered and no partition has lag.
+    ``caught_up`` is true when every owner answered and no partition has lag. ``stages`` gives,
+    per stage, the latency figures of the owner slowest there (:mod:`.stage_latency`).
 
     Example:
         >>> s = summarize([OwnerStatus("a", (0,), processed=3, lag={0: 0})])
@@ -130,5 +135,6 @@ def summarize(owners: Sequence[OwnerStatus]) -> dict[str, Any]:
         "reasons": reasons,
         "outputs_suppressed": sum(o.outputs_suppressed for o in owners),
         "letters_suppressed": sum(o.letters_suppressed for o in owners),
+        "stages": worst_of(o.stages for o in owners),
         "caught_up": bool(owners) and all(o.state == "running" and o.lag for o in owners) and not any(lag.values()),
     }

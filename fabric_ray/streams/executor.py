@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -52,6 +53,7 @@ class BatchResult:
         filtered: processed messages a filter or a per-row map dropped.
         late_dropped: processed messages dropped as late under ``late="drop"``.
         reasons: rejected messages per reason kind (the text before the first ``:``).
+        decode_s, steps_s: time spent decoding, and in the steps after decoding.
     """
 
     outputs: dict[str, pa.Table] = field(default_factory=dict)
@@ -60,6 +62,8 @@ class BatchResult:
     processed: int = 0
     filtered: int = 0
     late_dropped: int = 0
+    decode_s: float = 0.0
+    steps_s: float = 0.0
 
     def source_offsets(self, sink: str, offsets: np.ndarray) -> np.ndarray:
         """The input offset of each row sent to ``sink`` (``offsets`` per input index; -1 for aggregate rows)."""
@@ -146,8 +150,11 @@ class PipelineRuntime:
         fits = np.flatnonzero(sizes <= limit)
         for i in np.flatnonzero(sizes > limit):
             result.rejected.append((int(i), f"message too large: {sizes[i]} bytes, over max_message_bytes={limit}"))
+        started = time.perf_counter()
         rows = self._decode(values, fits, result)
+        decoded = time.perf_counter()
         self._run_steps(self.pipeline.steps[2:], rows, result)
+        result.decode_s, result.steps_s = decoded - started, time.perf_counter() - decoded
         result.processed = len(values) - len(result.rejected)
         return result
 

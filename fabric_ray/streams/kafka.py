@@ -18,6 +18,8 @@ from fabric_ray.streams.records import DeadLetter, Produced, RawBatch
 
 __all__ = ["KafkaDeadLetterSink", "KafkaPartitionSource", "TopicLog", "ensure_topic", "make_producer", "partition_count"]
 
+METADATA_TTL_S = 30.0  # how long a TopicLog trusts the partition list it fetched
+
 
 def _conf(bootstrap_servers: str, client: Mapping[str, str] | None, **extra: object) -> dict[str, object]:
     return {"bootstrap.servers": bootstrap_servers, **dict(client or {}), **extra}
@@ -199,6 +201,7 @@ class KafkaPartitionSource:
             offsets=np.fromiter((m.offset() for m in good), dtype=np.int64, count=len(good)),
             keys=[m.key() for m in good],
             values=[m.value() for m in good],
+            timestamps_ms=np.fromiter((m.timestamp()[1] for m in good), dtype=np.int64, count=len(good)),
         )
         self._count_gaps(batch)
         return batch
@@ -218,6 +221,17 @@ class KafkaPartitionSource:
         out = {}
         for p in self.partitions:
             _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
+            out[p] = int(high)
+        return out
+
+    def cached_high_watermarks(self) -> dict[int, int]:
+        """Like :meth:`high_watermarks`, from the client's last fetch responses (no broker round
+        trip, so the owner's loop can ask often); partitions not fetched yet are asked of the broker."""
+        out = {}
+        for p in self.partitions:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            if high < 0:
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
             out[p] = int(high)
         return out
 
@@ -286,6 +300,8 @@ class TopicLog:
 
     def __init__(self, bootstrap_servers: str, topic: str, client: Mapping[str, str] | None = None) -> None:
         self.topic = topic
+        self._partitions: list[int] = []
+        self._partitions_until = 0.0
         self._conf = _conf(
             bootstrap_servers,
             client,
@@ -312,13 +328,19 @@ class TopicLog:
             KafkaException: the broker did not answer, or answered with another error.
         """
         consumer = self._client()
-        md = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
-        if md is None or (md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
-            return {}
-        if md.error is not None:
-            raise KafkaException(md.error)
+        partitions = self._partitions if time.monotonic() < self._partitions_until else None
+        if partitions is None:
+            md = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+            if md is None or (md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                return {}
+            if md.error is not None:
+                raise KafkaException(md.error)
+            # A metadata request costs more than the watermarks: keep the partition list a while.
+            # (A partition added meanwhile has no mark yet, so a read-back starts it at 0: safe.)
+            partitions = self._partitions = sorted(md.partitions)
+            self._partitions_until = time.monotonic() + METADATA_TTL_S
         out = {}
-        for p in sorted(md.partitions):
+        for p in partitions:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s, cached=False)
             out[int(p)] = int(high)
         return out

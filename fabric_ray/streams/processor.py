@@ -52,6 +52,7 @@ from fabric_ray.streams.executor import BatchResult, PipelineRuntime
 from fabric_ray.streams.output_guard import OutputGuard
 from fabric_ray.streams.pipeline import Pipeline
 from fabric_ray.streams.records import PIPELINE_HEADER, DeadLetter, DeadLetterSink, RawBatch, Source
+from fabric_ray.streams.stage_latency import StageLatencies
 
 __all__ = ["PartitionCounters", "PipelineProcessor", "ProcessorStats", "Sink"]
 
@@ -126,6 +127,7 @@ class ProcessorStats:
     discarded_checkpoints: dict[int, int] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     busy_s: float = 0.0
+    stages: StageLatencies = field(default_factory=StageLatencies)
 
     @property
     def processed(self) -> int:
@@ -173,6 +175,7 @@ class _Inflight:
     parts: list[tuple[int, RawBatch]]
     started: float
     first_offsets: dict[int, int]
+    stamps_ms: np.ndarray | None = None
     results: dict[int, BatchResult] = field(default_factory=dict)
     letters: list[DeadLetter] = field(default_factory=list)
     outputs: dict[str, list[tuple[int, np.ndarray, pa.Table]]] = field(default_factory=dict)
@@ -189,6 +192,7 @@ class _Pending:
     next_offsets: dict[int, int]
     started: float
     first_offsets: dict[int, int] = field(default_factory=dict)
+    stamps_ms: np.ndarray | None = None  # the messages' produce times, for the end-to-end latency
 
 
 class PipelineProcessor:
@@ -335,8 +339,11 @@ class PipelineProcessor:
             if len(raw) == 0:
                 self._maybe_checkpoint()
                 return 0
+            stamps = _produce_times(raw)
+            if stamps is not None:
+                self.stats.stages.record("queue", time.time() * 1000 - stamps)
             parts = [(p, raw if len(rows) == len(raw) else _take(raw, rows)) for p, rows in _split(raw)]
-            self._inflight = _Inflight(raw, parts, time.perf_counter(), {p: int(part.offsets[0]) for p, part in parts})
+            self._inflight = _Inflight(raw, parts, time.perf_counter(), {p: int(part.offsets[0]) for p, part in parts}, stamps)
         inflight = self._inflight
         while inflight.parts:  # partitions already run are not run again after a retry
             p, part = inflight.parts[0]
@@ -344,6 +351,8 @@ class PipelineProcessor:
             result = runtime.process(part)  # DecoderUnavailable leaves this part for the next call
             inflight.parts.pop(0)
             inflight.results[p] = result
+            self.stats.stages.record("decode", result.decode_s * 1000)
+            self.stats.stages.record("steps", result.steps_s * 1000)
             origin = {PIPELINE_HEADER: self.pipeline.name}
             inflight.letters.extend(
                 DeadLetter(topic=part.topic, partition=p, offset=int(part.offsets[i]), key=part.keys[i], value=part.values[i], reason=reason, headers=origin)
@@ -354,19 +363,22 @@ class PipelineProcessor:
         raw = inflight.raw
         self._inflight = None
         self._pending = _Pending(
-            len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started, inflight.first_offsets
+            len(raw), inflight.letters, inflight.outputs, inflight.results, raw.next_offsets(), inflight.started, inflight.first_offsets,
+            inflight.stamps_ms,
         )
         self._deliver(self._pending)
         return len(raw)
 
     def _deliver(self, out: _Pending) -> None:
         # Each delivery is marked done as it succeeds, so a retry redoes only what failed.
+        s = self.stats
         if out.letters:
             self._send_letters(out)
             out.letters = []
         for name in list(out.outputs):
             sink = self.sinks[name]
             parts = out.outputs[name]
+            began = time.perf_counter()
             guard = self._guards.get(name)
             if guard is not None:
                 while parts:
@@ -379,7 +391,9 @@ class PipelineProcessor:
             else:
                 sink.write(parts[0][2] if len(parts) == 1 else pa.concat_tables([t for _, _, t in parts], promote_options="permissive"))
             del out.outputs[name]
-        s = self.stats
+            s.stages.record(f"sink:{name}", (time.perf_counter() - began) * 1000)
+        if out.stamps_ms is not None:
+            s.stages.record("end_to_end", time.time() * 1000 - out.stamps_ms)
         for p, result in out.results.items():
             s.partitions.setdefault(p, PartitionCounters()).add(result)
         s.read += out.read
@@ -519,8 +533,12 @@ class PipelineProcessor:
     # ------------------------------------------------------------------ queries
 
     def lag(self) -> dict[int, int]:
-        """Messages not yet processed per partition: high watermark minus the next offset to process."""
-        highs = self.source.high_watermarks()
+        """Messages not yet processed per partition: high watermark minus the next offset to process.
+
+        A source with ``cached_high_watermarks`` (Kafka's: the watermarks of its last fetch
+        responses) answers without a broker round trip, so asking does not stall the loop.
+        """
+        highs = getattr(self.source, "cached_high_watermarks", self.source.high_watermarks)()
         return {p: max(0, high - self.stats.next_offsets.get(p, 0)) for p, high in highs.items()}
 
     def runtime(self, partition: int) -> PipelineRuntime:
@@ -548,5 +566,15 @@ def _split(raw: RawBatch) -> list[tuple[int, np.ndarray]]:
     return [(int(p), np.flatnonzero(parts == p)) for p in dict.fromkeys(parts.tolist())]
 
 
+def _produce_times(raw: RawBatch) -> np.ndarray | None:
+    """The batch's known produce times in ms (Kafka timestamps; unknown ones, -1 or 0, left out)."""
+    stamps = raw.timestamps_ms
+    if stamps is None or len(stamps) == 0:
+        return None
+    known = stamps[stamps > 0]
+    return known.astype(np.float64) if len(known) else None
+
+
 def _take(raw: RawBatch, rows: np.ndarray) -> RawBatch:
-    return RawBatch(raw.topic, raw.partitions[rows], raw.offsets[rows], [raw.keys[i] for i in rows], [raw.values[i] for i in rows])
+    stamps = None if raw.timestamps_ms is None else raw.timestamps_ms[rows]
+    return RawBatch(raw.topic, raw.partitions[rows], raw.offsets[rows], [raw.keys[i] for i in rows], [raw.values[i] for i in rows], stamps)

@@ -28,6 +28,8 @@ class RawBatch:
         offsets: offset of each message.
         keys: message keys (``None`` where a message has none).
         values: message payloads (``None`` for a tombstone).
+        timestamps_ms: each message's Kafka timestamp (ms since the epoch; produce time for
+            ``CreateTime`` topics), or ``None`` where the source has none.
 
     Example:
         >>> b = RawBatch.from_values("t", 0, [b'{"a": 1}', b'{"a": 2}'], first_offset=10)
@@ -40,6 +42,7 @@ class RawBatch:
     offsets: np.ndarray
     keys: list[bytes | None]
     values: list[bytes | None]
+    timestamps_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)

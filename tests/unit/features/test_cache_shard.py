@@ -217,6 +217,68 @@ def test_read_through_answers_misses_and_keeps_them():
     assert store.reads == []  # now cached
 
 
+def test_a_miss_is_remembered_for_miss_ttl_then_read_again():
+    store, clock = MemoryStore(), Clock(100)
+    c = core(store, clock, miss_ttl_s=1.0)
+    assert c.get("pay", [9], ["n"]).statuses == {"n": [NOT_FOUND]}
+    assert store.reads == [("pay", [9])]
+    store.write("pay", pay([9], [90], [1]))  # another writer fills the store
+    clock.ms = 1_099  # within the miss ttl: answered from memory, no store read
+    assert c.get("pay", [9], ["n"]).statuses == {"n": [NOT_FOUND]}
+    assert store.reads == [("pay", [9])] and c.stats()["known_absent"] == 1
+    clock.ms = 1_100  # expired: read through again, and found
+    assert c.get("pay", [9], ["n"]).values == {"n": [90]}
+    assert store.reads == [("pay", [9]), ("pay", [9])]
+
+
+def test_a_put_ends_a_remembered_miss_at_once():
+    store = MemoryStore()
+    c = core(store, miss_ttl_s=60.0)
+    assert c.get("pay", [5, 6], ["n"]).statuses == {"n": [NOT_FOUND, NOT_FOUND]}
+    assert c.stats()["known_absent_keys"] == 2
+    c.put("pay", pay([5], [50], [1]), write="none")
+    assert c.get("pay", [5, 6], ["n"]).statuses == {"n": [PRESENT, NOT_FOUND]}
+    assert c.stats()["known_absent_keys"] == 1
+    # evicted later, the key is read through again (not answered from the old miss)
+    c.cache._entries.clear()
+    store.write("pay", pay([5], [50], [1]))
+    assert c.get("pay", [5], ["n"]).values == {"n": [50]}
+
+
+def test_miss_ttl_zero_reads_through_on_every_miss():
+    store = MemoryStore()
+    c = core(store, miss_ttl_s=0)
+    c.get("pay", [9], ["n"])
+    c.get("pay", [9], ["n"])
+    assert store.reads == [("pay", [9]), ("pay", [9])]
+
+
+def test_a_read_through_does_not_wait_behind_a_slow_write():
+    class SlowWrites(MemoryStore):
+        def __init__(self, shared: MemoryStore, gate: threading.Event, writing: threading.Event) -> None:
+            super().__init__()
+            self.rows, self.gate, self.writing = shared.rows, gate, writing
+
+        def write(self, view, table):
+            self.writing.set()
+            assert self.gate.wait(10)
+            return super().write(view, table)
+
+    shared, gate, writing = MemoryStore(), threading.Event(), threading.Event()
+    shared.write("pay", pay([7], [70], [3]))
+    c = ShardCore(CATALOG, CacheSettings(), lambda: SlowWrites(shared, gate, writing), clock_ms=Clock(100))
+    c.put("pay", pay([1], [10], [5]), write="behind")
+    flusher = threading.Thread(target=c.flush)
+    flusher.start()
+    assert writing.wait(10)  # the flush holds the store's write side now
+    try:
+        assert c.get("pay", [7], ["n"]).values == {"n": [70]}  # answered while the write waits
+    finally:
+        gate.set()
+        flusher.join(10)
+    assert shared.rows["pay"][1]["n"] == 10
+
+
 def test_read_through_can_be_turned_off():
     store = MemoryStore()
     store.write("pay", pay([7], [70], [3]))
@@ -362,5 +424,6 @@ def test_warm_opens_the_store_and_touches_each_view():
     opened = []
     c = ShardCore(CATALOG, CacheSettings(), lambda: opened.append(1) or store)
     c.warm()
-    assert opened == [1] and store.reads == [("pay", []), ("daily", [])]
+    # the writer and the reader: two store instances (connections), each touching every view
+    assert opened == [1, 1] and store.reads == [("pay", []), ("daily", [])] * 2
     core(None).warm()  # no store: nothing to do

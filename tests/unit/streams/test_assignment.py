@@ -87,6 +87,7 @@ def test_summarize_totals():
         "reasons": {"late event": 1},
         "outputs_suppressed": 3,
         "letters_suppressed": 0,
+        "stages": {},
         "caught_up": False,
     }
 
