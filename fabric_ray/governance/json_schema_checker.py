@@ -95,6 +95,7 @@ class Checker:
     def __init__(self, reader: Any, writer: Any) -> None:
         self.reader_root, self.writer_root = reader, writer
         self._sides: dict[tuple[str, str], Side] = {}
+        self._texts: dict[str, dict[int, tuple[Any, str]]] = {}
         self.same_roots = canon(reader) == canon(writer)
         self.assumed: dict[tuple[int, ...], bool] = {}
         self.memo: dict[tuple[int, ...], Found] = {}
@@ -105,7 +106,8 @@ class Checker:
         """``root`` is "reader" or "writer" (which schema), ``role`` how it is read."""
         key = (root, role)
         if key not in self._sides:
-            self._sides[key] = Side(self.reader_root if root == "reader" else self.writer_root, role)
+            texts = self._texts.setdefault(root, {})
+            self._sides[key] = Side(self.reader_root if root == "reader" else self.writer_root, role, texts)
         return self._sides[key]
 
     def run(self) -> list[str]:
@@ -307,6 +309,9 @@ class Checker:
         lost = sorted(t for t in w_types if not covers(reader_types, t))
         if "number" in lost and "integer" in lost and "integer" in w_types:
             lost.remove("integer")
+        if not lost and rs.draft == 4 < ws.draft and "integer" in w_types and reader_types is not None \
+                and "number" not in reader_types:
+            lost = ["number"]  # 1.0 is an integer from draft-06 on, not to a draft-04 reader
         if lost:
             shown = sorted(declared_types(w) or ALL_TYPES)
             found.append(("", f"type narrowed: writer allows {shown}, reader accepts only {sorted(reader_types or ())}"))

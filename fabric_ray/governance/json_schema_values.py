@@ -52,7 +52,10 @@ def value_errors(schema: Any, side: Side, value: Any, depth: int = 0) -> list[st
     def sub(node: Any, item: Any) -> list[str]:
         return value_errors(side.view(node), side, item, depth + 1)
 
-    if not _type_ok(declared_types(schema), value):
+    types = declared_types(schema)
+    if side.draft == 4 and isinstance(value, float) and types is not None and "number" not in types:
+        errors.append("draft-04 integers have no fraction part, not even .0")
+    elif not _type_ok(types, value):
         errors.append(f"type {value_type(value)} not allowed")
     if "const" in schema and _canon(schema["const"]) != _canon(value):
         errors.append("not the const value")

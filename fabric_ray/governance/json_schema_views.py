@@ -113,7 +113,7 @@ def has_ref(schema: Any) -> bool:
 class Side:
     """One root schema in one role; ``view(node)`` gives a node's normalized, resolved form."""
 
-    def __init__(self, root: Any, role: str) -> None:
+    def __init__(self, root: Any, role: str, texts: dict[int, tuple[Any, str]] | None = None) -> None:
         self.root = root
         self.role = role
         self.draft, self.validator_class = draft_of(root)
@@ -123,6 +123,7 @@ class Side:
         self._kept: list[Any] = []
         self._normal: set[int] = set()  # dicts already in the 2020-12 vocabulary
         self._by_text: dict[str, Any] = {}
+        self._texts: dict[int, tuple[Any, str]] = {} if texts is None else texts  # shared by sides of one root
         self._inexact: dict[int, dict[str, Any]] = {}
         self._exact: dict[int, Any] = {}
         self._interning = all(node is root for key, node in self._ids.items() if not key.startswith("#"))
@@ -136,7 +137,7 @@ class Side:
             return cached[1]
         # Equal sub-schemas of one document mean the same (no nested $id changes a base URI):
         # they share one view, so the checker compares each distinct pair once.
-        text = json.dumps(node, sort_keys=True) if self._interning and id(node) not in self._normal else None
+        text = self._text(node) if self._interning and id(node) not in self._normal else None
         result = self._by_text.get(text) if text is not None else None
         if result is None:
             result = self._finish(self._resolved(node))
@@ -144,6 +145,21 @@ class Side:
                 self._by_text[text] = result
         self._views[id(node)] = (node, result)
         return result
+
+    def _text(self, node: Any) -> str:
+        """Canonical JSON of a raw node, built once per node from its children's."""
+        if isinstance(node, dict):
+            key = id(node)
+            if key not in self._texts:
+                inner = ",".join(f"{json.dumps(k)}:{self._text(node[k])}" for k in sorted(node))
+                self._texts[key] = (node, "{" + inner + "}")
+            return self._texts[key][1]
+        if isinstance(node, list):
+            key = id(node)
+            if key not in self._texts:
+                self._texts[key] = (node, "[" + ",".join(self._text(v) for v in node) + "]")
+            return self._texts[key][1]
+        return json.dumps(node, sort_keys=True)
 
     def keep(self, node: Any) -> Any:
         """Register a synthetic node in the normalized vocabulary, kept alive so its ``id()`` stays unique."""

@@ -556,3 +556,11 @@ def test_2019_09_items_array_and_additional_items():
 
 def test_additional_items_without_tuple_items_is_ignored():
     assert backward({"additionalItems": False}, {"additionalItems": True}) == []
+
+
+def test_draft_04_integers_exclude_integral_floats():
+    # Found by fuzzing the soundness probe: 1.0 is an integer from draft-06 on, not in draft-04.
+    integer = {"type": "integer"}
+    assert backward({**D4, **integer}, {**D4, **integer}) == []
+    only(backward({**D4, **integer}, integer), "type narrowed")
+    assert backward(integer, {**D4, **integer}) == []
