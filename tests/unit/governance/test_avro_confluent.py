@@ -294,3 +294,15 @@ def test_logical_types_that_change_meaning_are_incompatible(reader, writer, comp
     assert (not problems) == compatible, problems
     if problems:
         assert "field 'v'" in problems[0] and "logical type" in problems[0]
+
+
+def test_schemas_the_python_reference_cannot_read_are_checked_by_our_resolver():
+    """Non-ASCII names (Avro Java 1.12 and Confluent accept them; the Python package does not) still get a verdict."""
+    reader = parse('{"type":"record","name":"Café","fields":[{"name":"naïve","type":"string"}]}')
+    writer = parse('{"type":"record","name":"Café","fields":[{"name":"naïve","type":"int"}]}')
+    assert FORMAT.check(reader, writer) == ["record 'Café' field 'naïve': reader type string cannot read writer type int"]
+    assert FORMAT.check(reader, reader) == []
+    # an error type is a record to both checkers
+    err = parse('{"type":"error","name":"E","fields":[{"name":"code","type":"int"}]}')
+    assert FORMAT.check(err, err) == []
+    assert FORMAT.check(parse('{"type":"error","name":"E","fields":[{"name":"m","type":"string"}]}'), err)
