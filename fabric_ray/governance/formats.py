@@ -39,7 +39,7 @@ Example:
     >>> get_format("XML")
     Traceback (most recent call last):
     ...
-    fabric_ray.governance.formats.SchemaFormatError: unknown schema type 'XML'; expected one of AVRO, JSON
+    fabric_ray.governance.formats.SchemaFormatError: unknown schema type 'XML'; expected one of AVRO, JSON, PROTOBUF
 """
 
 from __future__ import annotations
