@@ -256,9 +256,12 @@ class Checker:
                 else range(len(reader_branches))
             found += self.compare(rest, rs, branch, ws) if constrains(rest) else []
             fits = [k for k in order if not self.compare(reader_branches[k], rs, branch, ws)]
-            if not any(self._others_disjoint(reader_branches, k, rs, ws.view(branch), ws, (branches, i))
-                       for k in fits):
+            if any(self._others_disjoint(reader_branches, k, rs, ws.view(branch), ws, (branches, i)) for k in fits):
+                continue
+            if fits or i >= len(reader_branches):
                 found.append(("", f"cannot prove that writer oneOf branch {i} matches exactly one reader branch"))
+            else:  # no reader branch takes it: say why the one in the same place does not
+                found += _under(join("oneOf", i), self.compare(reader_branches[i], rs, branch, ws))
         return found
 
     def _others_disjoint(self, reader_branches: list[Any], chosen: int, rs: Side, w: Any, ws: Side,
