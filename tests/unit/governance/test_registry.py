@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from fabric_ray.governance import avro_format, formats, registry_store
 from fabric_ray.governance import registry as registry_module
-from fabric_ray.governance import registry_store
 from fabric_ray.governance.registry import RegistryError, SchemaRegistry
 from fabric_ray.governance.registry_store import MemoryRegistryStore, SqlRegistryStore
 
@@ -58,7 +58,7 @@ def raises(status, code, fn, *args, **kwargs) -> RegistryError:
 
 
 def test_doctests_pass():
-    for module in (registry_module, registry_store):
+    for module in (registry_module, registry_store, formats, avro_format):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
