@@ -108,9 +108,12 @@ class ProtoSchema:
 
         Two texts that compile to the same descriptor (whitespace, comments, how a type name is
         qualified) have the same identity; the base64 form of a schema has its text's identity.
+        Empty ``options`` (left by options ``protoc`` strips, such as ``retention = RETENTION_SOURCE``
+        ones) count as absent.
         """
         proto = _without_source_info(self.file)
         proto.name = MAIN_FILE
+        _drop_empty_options(proto)
         return base64.standard_b64encode(proto.SerializeToString(deterministic=True)).decode("ascii")
 
     def message_names(self) -> list[str]:
@@ -143,6 +146,18 @@ class ProtoSchema:
             if list(loc.path) == list(path):
                 return loc.span[0] + 1
         return None
+
+
+def _drop_empty_options(message: Any) -> None:
+    """Clear every set but empty ``options`` field in a descriptor proto, recursively."""
+    for field, value in message.ListFields():
+        if field.message_type is None or field.is_extension or field.message_type.GetOptions().map_entry:
+            continue  # only the descriptor protos' own structure holds ``options``
+        if field.name == "options" and not value.ByteSize():
+            message.ClearField("options")
+            continue
+        for item in value if field.is_repeated else [value]:
+            _drop_empty_options(item)
 
 
 def _without_source_info(proto: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:

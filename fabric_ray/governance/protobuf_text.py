@@ -148,7 +148,8 @@ class _Printer:
         self.options(inner, "google.protobuf.MessageOptions", m.options)
         self.reserved(inner, [(r.start, r.end) for r in m.reserved_range], m.reserved_name)
         for r in m.extension_range:
-            self.out(inner, f"extensions {_range(r.start, r.end)};")
+            opts = self.option_items("google.protobuf.ExtensionRangeOptions", r.options)
+            self.out(inner, f"extensions {_range(r.start, r.end)}" + (f" [{', '.join(opts)}]" if opts else "") + ";")
         nested = {f".{full}.{n.name}": n for n in m.nested_type}
         entries = {k: n for k, n in nested.items() if n.options.map_entry}
         groups = {f.type_name for f in m.field if f.type == F.TYPE_GROUP}

@@ -280,3 +280,18 @@ def test_protobuf_schema_params():
     options = options_class.FromString(field.GetOptions().SerializeToString())
     meta = options.Extensions[schema.pool.FindExtensionByName("confluent.field_meta")]
     assert meta.params["scale"] == "2"
+
+
+@pytest.mark.parametrize("version", range(19, 33))
+def test_protobuf_schema_google_descriptor(version):
+    """``ProtobufSchemaTest.testGoogleDescriptor``: google/protobuf/descriptor.proto of protobuf v19 to v32 (copied to
+    confluent_protobuf/google_descriptor/), through the serialized descriptor and back, normalizes to the same text.
+    Confluent skips v24 (its edition string became an enum); here v24 agrees too."""
+    from fabric_ray.governance.protobuf_text import proto_text
+
+    schema = parse_protobuf((DATA / "google_descriptor" / f"descriptor-v{version}.proto").read_text())
+    again = parse_protobuf(schema.serialized())
+    assert compare(schema, again) == []
+    assert proto_text(again, normalize=True) == proto_text(schema, normalize=True)
+    printed = parse_protobuf(proto_text(schema))  # and the printed text is the same descriptor
+    assert printed.identity() == schema.identity()
