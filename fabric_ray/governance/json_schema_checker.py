@@ -179,7 +179,7 @@ class Checker:
         if w is False or r is True:
             return []
         if isinstance(r, EXTERNAL) or isinstance(w, EXTERNAL):
-            if isinstance(r, EXTERNAL) and isinstance(w, EXTERNAL) and r.uri == w.uri:
+            if isinstance(r, EXTERNAL) and isinstance(w, EXTERNAL) and r.uri == w.uri and _base(rs) == _base(ws):
                 return []  # the same document on both sides
             return [("", "cannot resolve external $ref; cannot prove compatibility")]
         if not constrains(r):
@@ -361,7 +361,7 @@ class Checker:
             except JsonSchemaError:
                 return False
             if isinstance(r_target, EXTERNAL) or isinstance(w_target, EXTERNAL):
-                if not (isinstance(r_target, EXTERNAL) and isinstance(w_target, EXTERNAL)):
+                if not (isinstance(r_target, EXTERNAL) and isinstance(w_target, EXTERNAL)) or _base(rs) != _base(ws):
                     return False
                 continue
             if canon(r_target) != canon(w_target):
@@ -403,6 +403,12 @@ class Checker:
             if errors:
                 found.append(("", f"writer value {value!r} is rejected by the reader: {errors[0]}"))
         return found
+
+
+def _base(side: Side) -> Any:
+    """The base URI relative references of a side resolve against."""
+    root = side.root if isinstance(side.root, dict) else {}
+    return root.get("$id", root.get("id") if side.draft == 4 else None)
 
 
 def _refs_in(value: Any) -> list[str]:

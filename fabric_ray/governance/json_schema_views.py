@@ -224,6 +224,8 @@ class Side:
         if ref_key is None:
             return self._merge_all_of(local)
         ref = node[ref_key]
+        if ref_key != "$ref" and not self._interning:
+            return _External(f"{ref_key} {ref} in a document with nested $id")  # dynamic scope: not resolved here
         if ref_key == "$recursiveRef":
             ref = "#"  # one document: the outermost $recursiveAnchor is its root
         elif ref_key == "$dynamicRef" and "#" + ref.lstrip("#") in self._ids:
@@ -265,6 +267,11 @@ class Side:
                 flag = out.pop(exclusive, False)
                 if flag is True and bound in out:
                     out[exclusive] = out.pop(bound)
+        if "if" not in out:
+            out.pop("then", None)
+            out.pop("else", None)  # ignored without an 'if' beside them
+        elif "then" not in out and "else" not in out:
+            out.pop("if")
         if isinstance(out.get("items"), bool) and out["items"] is True:
             out.pop("items")
         return out
@@ -393,6 +400,10 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
         return None
     if not _groups_mergeable(child, parent, parent_sees_child):
         return None
+    conditional = {"if", "then", "else"}
+    if conditional & set(child) and conditional & set(parent):
+        return None  # one conditional per schema: an 'if' must not meet the other side's 'then'
+
     out: dict[str, Any] = {}
     extra: list[dict[str, Any]] = []
     closed = "additionalProperties" in child or "additionalProperties" in parent
@@ -426,8 +437,6 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
             out[key] = max(a, b)
         elif key in _UPPER and _number(a) and _number(b):
             out[key] = min(a, b)
-        elif key in ("if", "then", "else"):
-            return None  # one conditional per schema; two do not merge
         elif key in _OBJECT_KEYS or key in _ARRAY_KEYS:
             return None
         else:

@@ -564,3 +564,20 @@ def test_draft_04_integers_exclude_integral_floats():
     assert backward({**D4, **integer}, {**D4, **integer}) == []
     only(backward({**D4, **integer}, integer), "type narrowed")
     assert backward(integer, {**D4, **integer}) == []
+
+
+def test_a_conditional_is_not_split_across_a_merge():
+    # 2020-12: a sibling 'else' without its own 'if' is ignored; it must not join the target's 'if'
+    defs = {"$defs": {"c": {"if": {"required": ["k"]}, "then": {"required": ["v"]}}}}
+    old = {**D2020, **defs, "$ref": "#/$defs/c", "else": {"required": ["e"]}}
+    new = {**D2020, **defs, "$ref": "#/$defs/c"}
+    assert backward(old, new) == []
+    assert backward(new, old) == []
+    with_if = {**old, "if": {"required": ["j"]}}  # now the sibling conditional counts
+    assert backward(with_if, new)
+
+
+def test_external_refs_agree_only_under_the_same_base():
+    ref = {"properties": {"a": {"$ref": "common.json#/x"}}}
+    assert backward({**ref, "$id": "https://a.example/s.json", "title": "v2"}, {**ref, "$id": "https://a.example/s.json"}) == []
+    only(backward({**ref, "$id": "https://b.example/s.json"}, {**ref, "$id": "https://a.example/s.json"}), "external")
