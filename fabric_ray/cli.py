@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from fabric_ray.cli_features import _add_features_parser
 from fabric_ray.config import ConfigError, FabricConfig, load_config
+from fabric_ray.streams.stage_latency import stage_line
 
 __all__ = ["main"]
 
@@ -127,6 +128,8 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
     )
     if s.get("reasons"):
         print("dead     " + ", ".join(f"{n:,} {kind}" for kind, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1])))
+    if s.get("stages"):
+        print("latency  " + stage_line(s["stages"]))
     for name, p in status.get("pipelines", {}).items():
         print(
             f"pipeline {name}: {p['owners']} owners, {p['partitions']} partitions, {p['processed']:,} processed, "

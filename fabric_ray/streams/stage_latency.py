@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["StageLatencies", "worst_of"]
+__all__ = ["StageLatencies", "stage_line", "worst_of"]
 
 
 class StageLatencies:
@@ -86,3 +86,16 @@ def worst_of(summaries: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, 
             if stage not in out or figures["p99_ms"] > out[stage]["p99_ms"]:
                 out[stage] = dict(figures)
     return out
+
+
+def stage_line(stages: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line for ``fabric status``: p50/p99 per stage, in the order data flows.
+
+    Example:
+        >>> stage_line({"end_to_end": {"p50_ms": 40.0, "p99_ms": 90.5}, "queue": {"p50_ms": 8.0, "p99_ms": 20.0}})
+        'queue 8/20 ms, end_to_end 40/90 ms (p50/p99, slowest owner)'
+    """
+    order = ["queue", "decode", "steps", *sorted(s for s in stages if s.startswith("sink:")), "end_to_end"]
+    names = [s for s in order if s in stages] + sorted(s for s in stages if s not in order)
+    parts = [f"{n} {stages[n]['p50_ms']:.0f}/{stages[n]['p99_ms']:.0f} ms" for n in names]
+    return ", ".join(parts) + " (p50/p99, slowest owner)"
