@@ -124,13 +124,29 @@ class AvroFormat:
         return ParsedAvro(raw, tree, referenced)
 
     def text(self, parsed: ParsedAvro) -> str:
-        """Avro Java's ``Schema.toString()`` of the schema, referenced types written by name."""
-        return jackson_dumps(_JavaWriter(parsed.referenced).write(parsed.raw, None))
+        """Avro Java's ``Schema.toString(references)``: each referenced schema's own type by name."""
+        return jackson_dumps(_JavaWriter(parsed.referenced, _top_names(parsed.referenced)).write(parsed.raw, None))
 
     def normalized(self, parsed: ParsedAvro) -> str:
         """Confluent's normalized text: :meth:`text` of ``AvroSchemaUtils.toNormalizedString``."""
         normal = _Normalizer(parsed.referenced).build(parsed.raw, None)
-        return jackson_dumps(_JavaWriter(parsed.referenced).write(normal, None))
+        return jackson_dumps(_JavaWriter(parsed.referenced, _top_names(parsed.referenced)).write(normal, None))
+
+    def resolved(self, parsed: ParsedAvro) -> str:
+        """The text with every referenced type written in full (Confluent's ``?format=resolved``).
+
+        A schema sent with its references inlined has this text; the registry finds it as the
+        version that references them (Confluent's ``canLookup``).
+
+        Example:
+            >>> money = Resolved("Money", "AVRO", '{"type":"fixed","name":"Money","size":8}')
+            >>> p = FORMAT.parse('{"type":"record","name":"P","fields":[{"name":"m","type":"Money"}]}', [money])
+            >>> FORMAT.text(p)
+            '{"type":"record","name":"P","fields":[{"name":"m","type":"Money"}]}'
+            >>> FORMAT.resolved(p)
+            '{"type":"record","name":"P","fields":[{"name":"m","type":{"type":"fixed","name":"Money","size":8}}]}'
+        """
+        return jackson_dumps(_JavaWriter(parsed.referenced, set()).write(parsed.raw, None))
 
     def check(self, reader: ParsedAvro, writer: ParsedAvro) -> list[str]:
         """Problems reading ``writer`` data with ``reader``; the verdict is the reference checker's.
@@ -172,6 +188,17 @@ def _json(text: Any) -> Any:
         return json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise avro_rules.AvroSchemaError(f"schema: not valid JSON ({exc})") from None
+
+
+def _top_names(referenced: list[Any]) -> set[str]:
+    """Full names of the referenced schemas' own (top-level) types."""
+    names = set()
+    for raw in referenced:
+        while isinstance(raw, dict) and isinstance(raw.get("type"), dict):
+            raw = raw["type"]
+        if isinstance(raw, dict) and raw.get("type") in _NAMED and isinstance(raw.get("name"), str):
+            names.add(_split(raw["name"], raw, None)[0])
+    return names
 
 
 def _split(name: str, raw: dict, ns: str | None) -> tuple[str, str, str | None]:
@@ -257,14 +284,26 @@ def _reference(full: str, ns: str | None) -> str:
 
 
 class _JavaWriter:
-    """Avro Java's ``Schema.toJson`` over schema JSON, as ordered Python values."""
+    """Avro Java's ``Schema.toJson`` over schema JSON, as ordered Python values.
 
-    def __init__(self, referenced: list[Any]) -> None:
+    ``known`` are the full names written by reference from the start (Avro Java's ``knownNames``:
+    the top-level type of each referenced schema); any other named type is written in full where it
+    first appears, referenced types included, and by reference after that.
+    """
+
+    def __init__(self, referenced: list[Any], known: set[str]) -> None:
         self.names = _Names(referenced)
+        self.written = set(known)
 
     def write(self, raw: Any, ns: str | None) -> Any:
         if isinstance(raw, str):
-            return raw if raw in PRIMITIVES else _reference(self.names.resolve(raw, ns), ns)
+            if raw in PRIMITIVES:
+                return raw
+            full = self.names.resolve(raw, ns)
+            if full not in self.written and full in self.names.defs:  # a referenced type, first met here
+                definition, space = self.names.defs[full]
+                return self._named(definition["type"], definition, ns, (full, full.rpartition(".")[2], space))
+            return _reference(full, ns)
         if isinstance(raw, list):
             return [self.write(b, ns) for b in raw]
         kind = raw["type"]
@@ -282,9 +321,10 @@ class _JavaWriter:
             return out
         return self.write(kind, ns)  # a named type referred to in object form
 
-    def _named(self, kind: str, raw: dict, ns: str | None) -> dict:
-        full, short, space = _split(raw["name"], raw, ns)
+    def _named(self, kind: str, raw: dict, ns: str | None, where: tuple | None = None) -> dict:
+        full, short, space = where or _split(raw["name"], raw, ns)
         self.names.defs[full] = (raw, space)
+        self.written.add(full)
         out: dict[str, Any] = {"type": kind, "name": short}
         if space is not None and space != ns:
             out["namespace"] = space
@@ -348,11 +388,17 @@ class _Normalizer:
 
     def __init__(self, referenced: list[Any]) -> None:
         self.names = _Names(referenced)
-        self.done: set[str] = set(self.names.defs)
+        self.done: set[str] = _top_names(referenced)  # Confluent's env: the referenced schemas' own types
 
     def build(self, raw: Any, ns: str | None) -> Any:
         if isinstance(raw, str):
-            return raw if raw in PRIMITIVES else self.names.resolve(raw, ns)
+            if raw in PRIMITIVES:
+                return raw
+            full = self.names.resolve(raw, ns)
+            if full not in self.done and full in self.names.defs:  # a type nested in a referenced schema
+                definition, space = self.names.defs[full]
+                return self.build({**definition, "name": full}, None)
+            return full
         if isinstance(raw, list):
             return [self.build(b, ns) for b in raw]
         kind = raw["type"]

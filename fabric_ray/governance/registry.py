@@ -201,7 +201,9 @@ class SchemaRegistry:
         As Confluent does: the schema is validated (defaults too, unless the ``validateNewSchemas``
         config is false) and normalized when ``normalize`` or the ``normalize`` config is set; if
         the same schema (type, text, references) is live under the subject its id is returned
-        without a new version (when no ``version`` is asked for); otherwise it must pass the
+        without a new version (when no ``version`` is asked for), and so is a live version's id when
+        ``schema`` is that version's schema with its references written in full (Confluent's
+        ``canLookup``); otherwise it must pass the
         subject's compatibility level, and the new version gets the schema's existing id if any
         subject has it, else a new one.
 
@@ -241,6 +243,9 @@ class SchemaRegistry:
             schema_id = self._store.find_schema(parsed.schema_type, parsed.identity)
             if version is None and schema_id is not None and any(row.schema_id == schema_id for row in live):
                 return schema_id
+            inlined = self._inlined_match(parsed, live) if version is None else None
+            if inlined is not None:
+                return inlined.schema_id
             next_version = max((r.version for r in rows), default=0) + 1
             if version is not None and version not in (-1, 0, next_version):
                 raise RegistryError(
@@ -275,7 +280,8 @@ class SchemaRegistry:
     ) -> dict[str, Any]:
         """``{"subject", "version", "id", "schemaType", "schema"}`` of one version, plus ``"references"`` if it has any.
 
-        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers.
+        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers;
+        ``format="resolved"``: an Avro schema with its referenced types written in full.
 
         Raises:
             RegistryError: 422/42202 bad version, 404/40401 unknown subject, 404/40402 unknown version.
@@ -285,7 +291,8 @@ class SchemaRegistry:
     def get_by_id(self, schema_id: int, format: str | None = None) -> dict[str, Any]:
         """``{"id", "schemaType", "schema", "references"}`` for a global id; 404/40403 when unknown.
 
-        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers.
+        ``format="serialized"``: a Protobuf schema as a base64 ``FileDescriptorProto``, as Confluent answers;
+        ``format="resolved"``: an Avro schema with its referenced types written in full.
 
         Example:
             >>> from fabric_ray.governance.registry_store import MemoryRegistryStore
@@ -303,12 +310,17 @@ class SchemaRegistry:
         }, format)
 
     def _formatted(self, described: dict[str, Any], format: str | None) -> dict[str, Any]:
-        """``described`` with its schema in ``format``: ``serialized`` turns Protobuf into a base64 descriptor."""
-        if described["schemaType"] != "PROTOBUF" or str(format or "").lower() != "serialized":
+        """``described`` with its schema in ``format`` where its format has that method: ``serialized``
+        (Protobuf as a base64 descriptor) or ``resolved`` (Avro with referenced types written in full);
+        other formats are ignored, as Confluent ignores them."""
+        method = str(format or "").lower()
+        if method not in ("serialized", "resolved") or not hasattr(formats.get_format(described["schemaType"]), method):
             return described
         refs = described.get("references") or []
-        parsed = _Parsed(described["schema"], "PROTOBUF", refs, self._resolved(refs) if refs else [], validate=False)
-        return {**described, "schema": parsed.format.serialized(parsed.parsed)}
+        parsed = _Parsed(
+            described["schema"], described["schemaType"], refs, self._resolved(refs) if refs else [], validate=False
+        )
+        return {**described, "schema": getattr(parsed.format, method)(parsed.parsed)}
 
     def lookup(
         self, subject: str, schema: Any, schema_type: str = "AVRO", references: list | None = None,
@@ -334,6 +346,9 @@ class SchemaRegistry:
         for row in reversed(rows):
             if row.schema_id == schema_id:
                 return self._describe(row)
+        inlined = self._inlined_match(parsed, rows)
+        if inlined is not None:
+            return self._describe(inlined)
         raise RegistryError(404, 40403, f"Schema not found under subject {subject!r}")
 
     # -- compatibility --------------------------------------------------------------------------
@@ -608,6 +623,21 @@ class SchemaRegistry:
         """A registered schema; checks meant for new schemas (defaults) are not applied again."""
         refs = json.loads(stored.references)
         return _Parsed(stored.original, stored.schema_type, refs, self._resolved(refs) if refs else [], validate=False)
+
+    def _inlined_match(self, parsed: _Parsed, rows: list[SubjectVersion]) -> SubjectVersion | None:
+        """The newest of ``rows`` whose schema, its references written in full, is ``parsed`` (sent
+        without references): Confluent's ``canLookup``. Only formats with ``resolved`` take part."""
+        if parsed.references or not hasattr(parsed.format, "resolved"):
+            return None
+        wanted = parsed.format.resolved(parsed.parsed)
+        for row in reversed(rows):
+            stored = self._store.get_schema(row.schema_id)
+            if stored is None or stored.schema_type != parsed.schema_type or not json.loads(stored.references):
+                continue
+            previous = self._parse_stored(stored)
+            if previous.format.resolved(previous.parsed) == wanted:
+                return row
+        return None
 
     def _rekey(self, stored: StoredSchema) -> tuple[str, str]:
         """(identity, text) of a stored schema under :data:`IDENTITY`; unchanged if it no longer parses."""

@@ -536,3 +536,23 @@ def test_a_referenced_version_cannot_be_deleted_42206(reg):
     assert reg.delete_subject("currency-value") == [1]
     assert reg.delete_subject("currency-value", permanent=True) == [1]
 
+
+
+def test_a_schema_sent_with_its_references_inlined_is_found_as_the_referencing_version(reg):
+    """Confluent's canLookup: the resolved schema (no references) finds the version that references its types."""
+    reg.register("currency-value", CURRENCY_V1)
+    assert reg.register("priced-value", PRICED, references=[ref()]) == 2
+    inlined = json.dumps({"type": "record", "name": "Priced", "fields": [
+        {"name": "amount", "type": "int"},
+        {"name": "currency", "type": json.loads(CURRENCY_V1)},
+    ]})
+    resolved = reg.get_version("priced-value", 1, format="resolved")["schema"]
+    assert json.loads(resolved) == json.loads(inlined)
+    assert reg.get_by_id(2, format="resolved")["schema"] == resolved
+    assert reg.get_by_id(2)["schema"] == PRICED  # stored with the reference by name
+    found = reg.lookup("priced-value", inlined)
+    assert (found["id"], found["version"]) == (2, 1)
+    assert reg.register("priced-value", inlined) == 2  # no new version
+    assert reg.versions("priced-value") == [1]
+    assert reg.register("other-value", inlined) == 3  # elsewhere it is its own text
+    assert reg.get_by_id(1, format="resolved")["schema"] == reg.get_by_id(1)["schema"]  # nothing to resolve
