@@ -47,7 +47,7 @@ DEFAULT_COMPATIBILITY = avro.Compatibility.BACKWARD.value
 # Config options besides the level, with Confluent's defaults (schema.validate.new.schemas=true).
 CONFIG_OPTIONS = {"normalize": False, "validateNewSchemas": True}
 # The rule the stored identity keys follow; a store keyed by another rule is rekeyed on start.
-IDENTITY = "confluent-text-v1"
+IDENTITY = "confluent-text-v2"  # v2: types nested in referenced schemas written in full
 class RegistryError(Exception):
     """A registry failure with Confluent's HTTP ``status`` and ``error_code``.
 
