@@ -203,11 +203,11 @@ class SchemaRegistry:
         the same schema (type, text, references) is live under the subject its id is returned
         without a new version (when no ``version`` is asked for), and so is a live version's id when
         ``schema`` is that version's schema with its references written in full (Confluent's
-        ``canLookup``); otherwise it must pass the
-        subject's compatibility level, and the new version gets the schema's existing id if any
-        subject has it, else a new one.
+        ``canLookup``); otherwise it must pass the subject's compatibility level, and the new version
+        gets the schema's existing id if any subject has it, else a new one.
 
-        ``references`` (Avro only) name other subjects' versions whose named types the schema uses:
+        ``references`` (formats with ``references_supported``: Avro, Protobuf) name other subjects'
+        versions the schema uses, for Avro by the named type they define:
         ``[{"name": "fabric.Money", "subject": "money-value", "version": 1}]``. ``version``, when
         given, must be the next version number (Confluent's compare-and-set). ``force`` skips the
         compatibility check (Confluent's ``?force=true``); validation still applies.
