@@ -11,11 +11,13 @@ serializers, Kafka Connect, ksqlDB) work against it unchanged; point them at
                                                    version: Confluent's compare-and-set, the next version or 422)
     POST   /subjects/{subject}[?normalize=true&deleted=true]
                                                    lookup -> {"subject", "id", "version", "schema"[, "schemaType"]}
-    GET    /subjects/{subject}/versions/{version|latest}[/schema]
+    GET    /subjects/{subject}/versions/{version|latest}[/schema][?format=resolved|serialized]
+                                                   (resolved: Avro references written in full;
+                                                   serialized: Protobuf as a base64 descriptor)
     GET    /subjects/{subject}/versions/{version|latest}/referencedby -> [ids of schemas referencing it]
     DELETE /subjects/{subject}[?permanent=true]    -> [versions]
     DELETE /subjects/{subject}/versions/{version}[?permanent=true] -> version
-    GET    /schemas/ids/{id}                       -> {"schema"[, "schemaType"][, "references"]}
+    GET    /schemas/ids/{id}[?format=...]          -> {"schema"[, "schemaType"][, "references"]}
     GET    /schemas/ids/{id}/schema | /versions | /subjects,  GET /schemas/types
     POST   /compatibility/subjects/{subject}/versions[?verbose=true&normalize=true]
                                                    -> {"is_compatible"[, "messages"]}: as register would check,
