@@ -96,6 +96,7 @@ class Checker:
         self.reader_root, self.writer_root = reader, writer
         self._sides: dict[tuple[str, str], Side] = {}
         self._texts: dict[str, dict[int, tuple[Any, str]]] = {}
+        self._derived: dict[tuple[Any, ...], Any] = {}
         self.same_roots = canon(reader) == canon(writer)
         self.assumed: dict[tuple[int, ...], bool] = {}
         self.memo: dict[tuple[int, ...], Found] = {}
@@ -160,6 +161,15 @@ class Checker:
         self.memo[key] = found
         return found
 
+    def derived(self, side: Side, view: Any, tag: tuple[Any, ...], build: Any) -> Any:
+        """A schema built from ``view`` (a branch with the rest of its schema, a view without one
+        keyword...), built once: the same derivation is the same object, so recursion through it
+        meets a pair it has seen."""
+        key = (id(side), id(view), tag)
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
     def defaults_apply(self, rs: Side) -> bool:
         """Confluent's rule (a reader ``default`` fills a missing required property) holds only for
         the real reader, not when roles are swapped to prove one schema narrower than another."""
@@ -201,10 +211,12 @@ class Checker:
 
     def _writer_union(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side) -> Found:
         kw = "anyOf" if "anyOf" in w else "oneOf"
-        rest = {k: v for k, v in w.items() if k != kw}
-        if constrains(rest) and not self.compare(r, rs, ws.keep(rest), ws):
+        rest = _without(w, kw)
+        rest = self.derived(ws, w, ("without", kw), lambda: ws.keep(rest))
+        if constrains(rest) and not self.compare(r, rs, rest, ws):
             return []  # the writer's own keywords already satisfy the reader
-        branches = [self._with_rest(branch, rest, ws) for branch in w[kw]]
+        branches = [self.derived(ws, w, ("branch", i), lambda b=branch: self._with_rest(b, rest, ws))
+                    for i, branch in enumerate(w[kw])]
         if kw == "oneOf" and "oneOf" in r and len(branches) > 1:
             return self._one_of_to_one_of(r, rs, branches, ws)
         found: Found = []
@@ -219,14 +231,15 @@ class Checker:
         return ws.keep(merged if merged is not None else {"allOf": [branch, ws.keep(rest)]})
 
     def _writer_all_of(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side) -> Found:
-        members = [ws.keep({k: v for k, v in w.items() if k != "allOf"}), *w["allOf"]]
+        rest = self.derived(ws, w, ("without", "allOf"), lambda: ws.keep(_without(w, "allOf")))
+        members = [rest, *w["allOf"]]
         attempts = [self.compare(r, rs, member, ws) for member in members if constrains(ws.view(member))]
         if any(not found for found in attempts):
             return []  # one member alone already satisfies the reader
         return [("", "cannot prove compatibility of combined schemas (writer allOf)")]
 
     def _reader_combined(self, r: dict[str, Any], rs: Side, w: dict[str, Any], ws: Side, kw: str) -> Found:
-        found = self.compare(rs.keep({k: v for k, v in r.items() if k != kw}), rs, w, ws)
+        found = self.compare(self.derived(rs, r, ("without", kw), lambda: rs.keep(_without(r, kw))), rs, w, ws)
         if kw == "allOf":
             for i, member in enumerate(r[kw]):
                 found += _under(join(kw, i), self.compare(member, rs, w, ws))
@@ -238,7 +251,8 @@ class Checker:
         if kw == "anyOf" and isinstance(types, list) and len(types) > 1:
             # A nullable writer (["string", "null"]) may match a different branch per type.
             for t in types:
-                found += self.compare(r, rs, ws.keep({**w, "type": t}), ws)
+                one_type = self.derived(ws, w, ("type", t), lambda t=t: ws.keep({**w, "type": t}))
+                found += self.compare(r, rs, one_type, ws)
             return found
         if kw == "oneOf" and any(self._others_disjoint(r["oneOf"], i, rs, w, ws, None) for i in fits):
             return found
@@ -248,7 +262,7 @@ class Checker:
         """A writer ``oneOf`` read by a reader ``oneOf``: each writer branch must land in exactly one
         reader branch. A reader branch narrower than another writer branch cannot hold a document
         of this one (that document matches no other writer branch)."""
-        rest = rs.keep({k: v for k, v in r.items() if k != "oneOf"})
+        rest = self.derived(rs, r, ("without", "oneOf"), lambda: rs.keep(_without(r, "oneOf")))
         found: Found = []
         reader_branches = r["oneOf"]
         for i, branch in enumerate(branches):
@@ -403,6 +417,10 @@ class Checker:
             if errors:
                 found.append(("", f"writer value {value!r} is rejected by the reader: {errors[0]}"))
         return found
+
+
+def _without(schema: dict[str, Any], keyword: str) -> dict[str, Any]:
+    return {k: v for k, v in schema.items() if k != keyword}
 
 
 def _base(side: Side) -> Any:

@@ -105,7 +105,8 @@ def compare_object(checker: Checker, r: dict[str, Any], rs: Side, w: dict[str, A
         found += _under(at, extra)
     found += _dependencies(checker, r, rs, w, ws)
     if "propertyNames" in r:
-        writer_names = ws.keep({"allOf": [w.get("propertyNames", True), ws.keep({"type": "string"})]})
+        writer_names = checker.derived(ws, w, ("propertyNames",), lambda: ws.keep({
+            "allOf": [w.get("propertyNames", True), ws.keep({"type": "string"})]}))
         names = checker.compare(r["propertyNames"], rs, writer_names, ws)
         if names and _is_false(ws, w_add) and not w_patterns:
             from fabric_ray.governance.json_schema_values import value_errors
@@ -144,7 +145,9 @@ def _dependencies(checker: Checker, r: dict[str, Any], rs: Side, w: dict[str, An
         at = _join("dependentSchemas", name)
         if writer_dep is not None and not checker.compare(schema, rs, writer_dep, ws):
             continue
-        if not checker.compare(schema, rs, ws.keep({k: v for k, v in w.items() if k != "dependentSchemas"}), ws):
+        rest = checker.derived(ws, w, ("without", "dependentSchemas"),
+                               lambda: ws.keep({k: v for k, v in w.items() if k != "dependentSchemas"}))
+        if not checker.compare(schema, rs, rest, ws):
             continue
         found.append((at, f"reader dependent schema for {name!r} is not implied by the writer"))
     return found

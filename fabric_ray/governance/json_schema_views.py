@@ -124,8 +124,10 @@ class Side:
         self._normal: set[int] = set()  # dicts already in the 2020-12 vocabulary
         self._by_text: dict[str, Any] = {}
         self._texts: dict[int, tuple[Any, str]] = {} if texts is None else texts  # shared by sides of one root
+        self._normal_texts: dict[int, tuple[Any, str]] = {}
         self._inexact: dict[int, dict[str, Any]] = {}
         self._exact: dict[int, Any] = {}
+        self._cycles: dict[int, dict[str, Any]] = {}
         self._interning = all(node is root for key, node in self._ids.items() if not key.startswith("#"))
 
     def view(self, node: Any) -> Any:
@@ -137,7 +139,7 @@ class Side:
             return cached[1]
         # Equal sub-schemas of one document mean the same (no nested $id changes a base URI):
         # they share one view, so the checker compares each distinct pair once.
-        text = self._text(node) if self._interning and id(node) not in self._normal else None
+        text = self._text(node) if self._interning else None
         result = self._by_text.get(text) if text is not None else None
         if result is None:
             result = self._finish(self._resolved(node))
@@ -147,13 +149,16 @@ class Side:
         return result
 
     def _text(self, node: Any) -> str:
-        """Canonical JSON of a raw node, built once per node from its children's."""
+        """Canonical JSON of a node, built once per node from its children's; a node already in
+        the normalized vocabulary is marked, as the same text may mean otherwise in a raw node."""
         if isinstance(node, dict):
             key = id(node)
-            if key not in self._texts:
+            normal = key in self._normal
+            cache = self._normal_texts if normal else self._texts
+            if key not in cache:
                 inner = ",".join(f"{json.dumps(k)}:{self._text(node[k])}" for k in sorted(node))
-                self._texts[key] = (node, "{" + inner + "}")
-            return self._texts[key][1]
+                cache[key] = (node, ("N{" if normal else "{") + inner + "}")
+            return cache[key][1]
         if isinstance(node, list):
             key = id(node)
             if key not in self._texts:
@@ -244,8 +249,13 @@ class Side:
         return self.keep(merged) if merged is not None else self.keep({"allOf": [target, siblings]})
 
     def _cycle_view(self, target: Any) -> Any:
-        # A $ref back into a node being resolved right now: hand it over unmerged.
-        return self.keep({"allOf": [target]}) if isinstance(target, dict) else target
+        # A $ref back into a node being resolved right now: hand it over unmerged, always as the
+        # same object, so that the checker meets the same pair again and stops there.
+        if not isinstance(target, dict):
+            return target
+        if id(target) not in self._cycles:
+            self._cycles[id(target)] = self.keep({"allOf": [target]})
+        return self._cycles[id(target)]
 
     def _local(self, node: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in node.items() if _KEYWORDS_SINCE.get(k, 0) <= self.draft}
