@@ -133,6 +133,26 @@ def test_high_watermarks_of_empty_partitions(bootstrap, topic):
         src.close()
 
 
+def test_cached_high_watermarks_follow_the_fetches_and_carry_produce_times(bootstrap, topic):
+    src = KafkaPartitionSource(bootstrap, topic, [0, 1], group_id="g-cached")
+    try:
+        assert src.cached_high_watermarks() == {0: 0, 1: 0}  # nothing fetched yet: asked of the broker
+        before_ms = int(time.time() * 1000)
+        produce(bootstrap, topic, [(0, None, b"x")] * 4 + [(1, None, b"y")])
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            batch = src.read_batch(100, 0.3)
+            got += list(batch.timestamps_ms)
+        assert len(got) == 5 and all(before_ms - 1000 <= t <= time.time() * 1000 for t in got)
+        deadline = time.monotonic() + 10
+        while src.cached_high_watermarks() != {0: 4, 1: 1} and time.monotonic() < deadline:
+            src.read_batch(100, 0.05)  # the fetch responses carry the watermarks
+        assert src.cached_high_watermarks() == src.high_watermarks() == {0: 4, 1: 1}
+    finally:
+        src.close()
+
+
 def test_commit_is_visible_to_the_consumer_group(bootstrap, topic):
     produce(bootstrap, topic, [(0, None, b"x")] * 3 + [(1, None, b"y")] * 2)
     group = f"g-{uuid.uuid4().hex[:6]}"
