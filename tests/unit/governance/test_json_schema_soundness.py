@@ -244,7 +244,7 @@ def test_compatible_verdicts_hold_for_generated_documents(reader, writer):
     writer_check = draft_of(writer)[1](writer)
     reader_check = draft_of(reader)[1](reader)
 
-    @settings(max_examples=20, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=15, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(_documents(reader, writer))
     def probe(document):
