@@ -51,9 +51,10 @@ def _payload(user: int, ts_ms: int, seq: int) -> bytes:
     return _TEMPLATE % (seq, user, 1 + seq % 500, ts_ms)
 
 
-STAGE_ORDER = ("queue", "decode", "steps", "sink:archive", "sink:features", "end_to_end", "read")
+STAGE_ORDER = ("broker", "queue", "decode", "steps", "sink:archive", "sink:features", "end_to_end", "read")
 STAGE_MEANING = {
-    "queue": "produce to read by the owner (producer linger, broker, fetch, wait for the owner)",
+    "broker": "produce to read, messages an idle owner was waiting for (linger, broker, fetch)",
+    "queue": "produce to read, all messages (the broker plus any backlog at the owner)",
     "decode": "JSON to Arrow, per batch",
     "steps": "validate, key, aggregates, per batch",
     "end_to_end": "produce to every sink written (readable), per message",

@@ -155,6 +155,7 @@ class KafkaPartitionSource:
         starts = dict(start_offsets or {})
         self._expected = {p: starts.get(p, 0) for p in self.partitions}
         self.offset_gaps = 0
+        self.last_read_waited = False
         self._consumer.assign(
             [TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in self.partitions]
         )
@@ -184,6 +185,7 @@ class KafkaPartitionSource:
         Partition errors such as end-of-partition are skipped.
         """
         msgs = self._consumer.consume(num_messages=max_messages, timeout=0)
+        self.last_read_waited = not msgs  # the owner was idle: these messages waited for no one
         if not msgs:
             msgs = self._consumer.consume(num_messages=1, timeout=timeout_s)
             if msgs and max_messages > 1:

@@ -341,7 +341,10 @@ class PipelineProcessor:
                 return 0
             stamps = _produce_times(raw)
             if stamps is not None:
-                self.stats.stages.record("queue", time.time() * 1000 - stamps)
+                waits = time.time() * 1000 - stamps
+                self.stats.stages.record("queue", waits)
+                if getattr(self.source, "last_read_waited", False):  # read by an idle owner: the broker's share alone
+                    self.stats.stages.record("broker", waits)
             parts = [(p, raw if len(rows) == len(raw) else _take(raw, rows)) for p, rows in _split(raw)]
             self._inflight = _Inflight(raw, parts, time.perf_counter(), {p: int(part.offsets[0]) for p, part in parts}, stamps)
         inflight = self._inflight

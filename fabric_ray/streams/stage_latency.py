@@ -4,6 +4,8 @@ An owner records, for its recent messages and batches, how long each stage took:
 
 * ``queue``: from a message's produce time (its Kafka timestamp, ``CreateTime``) to the owner
   reading it: the producer's batching, the broker, the fetch, and any wait for the owner;
+* ``broker``: the same, for messages read by an owner that was idle, waiting for them: the
+  producer's batching, the broker and the fetch alone (the rest of ``queue`` is the owner's backlog);
 * ``decode``: decoding a batch into Arrow (per batch);
 * ``steps``: every step after decoding: validate, map, key, windows, aggregates (per batch);
 * ``sink:NAME``: delivering a batch's rows to one sink, e.g. the cache shards (per batch);
@@ -95,7 +97,7 @@ def stage_line(stages: Mapping[str, Mapping[str, Any]]) -> str:
         >>> stage_line({"end_to_end": {"p50_ms": 40.0, "p99_ms": 90.5}, "queue": {"p50_ms": 8.0, "p99_ms": 20.0}})
         'queue 8/20 ms, end_to_end 40/90 ms (p50/p99, slowest owner)'
     """
-    order = ["queue", "decode", "steps", *sorted(s for s in stages if s.startswith("sink:")), "end_to_end"]
+    order = ["broker", "queue", "decode", "steps", *sorted(s for s in stages if s.startswith("sink:")), "end_to_end"]
     names = [s for s in order if s in stages] + sorted(s for s in stages if s not in order)
     parts = [f"{n} {stages[n]['p50_ms']:.0f}/{stages[n]['p99_ms']:.0f} ms" for n in names]
     return ", ".join(parts) + " (p50/p99, slowest owner)"

@@ -72,3 +72,15 @@ def test_sources_without_timestamps_record_no_message_stages():
     proc = PipelineProcessor(MemorySource("t", {0: [b'{"x": 1}']}), p, {"out": CollectingSink()}, CollectingSink())
     proc.next_batch()
     assert "queue" not in proc.stats.stages.summary() and "end_to_end" not in proc.stats.stages.summary()
+
+
+def test_batches_an_idle_owner_waited_for_also_count_as_broker_time():
+    class Waited(_StampedSource):
+        last_read_waited = True
+
+    schema = pa.schema([("x", pa.int64())])
+    p = Pipeline("p").source("t").decode(JsonDecoder(schema, required=["x"])).sink("out")
+    proc = PipelineProcessor(Waited("t", {0: [b'{"x": 1}']}), p, {"out": CollectingSink()}, CollectingSink())
+    proc.next_batch()
+    stages = proc.stats.stages.summary()
+    assert stages["broker"]["samples"] == 1 and stages["broker"]["p50_ms"] >= 250
