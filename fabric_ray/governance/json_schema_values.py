@@ -2,7 +2,7 @@
 
 The checker uses it for writers with a finite value set (``enum``/``const``): each value is
 checked against the reader. Working on views keeps every draft's rules in one place. ``format``
-is an annotation here (as in ``jsonschema`` without a format checker).
+is asserted where ``jsonschema`` knows the format, as validators that assert formats do.
 
 Example:
     >>> from fabric_ray.governance.json_schema_views import Side
@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
+
 from fabric_ray.governance.json_schema_bounds import value_type
 from fabric_ray.governance.json_schema_views import EXTERNAL, Side, declared_types, pattern_matches
 
 __all__ = ["value_errors"]
 
 _MAX_DEPTH = 200
+_FORMATS = jsonschema.FormatChecker()
 
 
 def _canon(value: Any) -> str:
@@ -92,6 +95,8 @@ def _string_errors(schema: dict[str, Any], value: str) -> list[str]:
         errors.append(f"maxLength {schema['maxLength']} exceeded")
     if "pattern" in schema and not pattern_matches(schema["pattern"], value):
         errors.append(f"pattern {schema['pattern']!r} not matched")
+    if isinstance(schema.get("format"), str) and not _FORMATS.conforms(value, schema["format"]):
+        errors.append(f"not a {schema['format']}")  # validators that assert formats (Confluent's do) reject it
     return errors
 
 

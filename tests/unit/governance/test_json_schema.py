@@ -594,3 +594,8 @@ def test_refs_back_through_combinators_terminate(schema):
     # round; the checker must meet it again as the same pair, not as a new one.
     assert backward({**schema, "title": "v2"}, schema) == []
     assert isinstance(backward(schema, {**schema, "title": "v2", "type": "string"}), list)
+
+
+def test_writer_values_are_checked_against_a_reader_format():
+    assert backward({"type": "string", "format": "date"}, {"enum": ["2020-01-01"]}) == []
+    only(backward({"type": "string", "format": "date"}, {"enum": ["2020-01-01", "soon"]}), "'soon'", "date")
