@@ -1,4 +1,4 @@
-"""Benchmark ``streams``: decode plus keyed window aggregation, events per second per core, against Bytewax and Quix Streams.
+"""Benchmark ``streams``: decode plus keyed window aggregation, events per second per core, against four stream engines.
 
 The computation, identical in every engine and checked equal against a pandas reference
 (``bench/peers/events.py``): JSON payloads ``{"user_id", "amount", "ts"}`` over 10,000 keys, event
@@ -14,12 +14,24 @@ mean of ``amount``, each window reported once with its final value.
 - **Bytewax 0.21**: ``TestingSource`` + ``run_main`` (one worker), see ``docs/bench-peers.md``.
 - **Quix Streams 3.28**: its own virtual environment, an ``Application`` reading a topic on a
   Tansu broker (it has no in-memory source); timed inside the app, first message to last window.
+- **Pathway 0.33**: its own virtual environment, one worker, the file read in one commit,
+  ``windowby(sliding, exactly_once_behavior(shift=grace))``; timed: ``pw.run()``. Also reported,
+  the same without a temporal behavior (``pathway_no_behavior_events_per_s``).
+- **Apache Flink 2.3**: its own virtual environment, Flink SQL (a ``HOP`` window TVF aggregation) in
+  streaming mode on a local mini-cluster, parallelism 1, after an untimed warm-up job in the same
+  JVM; timed inside the job, first event through the source to last window emitted.
+
+Pathway and Flink run pinned to fabric_ray's core; a peer that cannot be installed or run, or
+whose windows differ from the reference, gets ``ratio_vs_<peer>: null`` and a
+``<peer>_error`` or ``<peer>_mismatch`` string instead of a figure.
 
 Also reported, fabric_ray only: the same pipeline with a served-fresh ``Sliding(10 min, 1 min)``
 window emitting every changed key each batch (``sliding_events_per_s``).
 
-The last line includes ``events_per_s`` (fabric_ray, hopping), ``ratio_vs_bytewax`` and
-``ratio_vs_quixstreams`` (fabric_ray's events/s over the peer's, the same events).
+The last line includes ``events_per_s`` (fabric_ray, hopping), ``ratio_vs_bytewax``,
+``ratio_vs_quixstreams``, ``ratio_vs_pathway`` and ``ratio_vs_flink`` (fabric_ray's events/s over
+the peer's, the same events, one core each), and, because the machine is shared, the same per CPU
+second where the CPU time is known (``events_per_cpu_s``, ``cpu_ratio_vs_<peer>``).
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=20_000, help="fabric_ray messages per batch (default 20,000)")
     parser.add_argument("--rounds", type=int, default=5, help="fabric_ray rounds; the median counts (default 5)")
     parser.add_argument("--skip-quix", action="store_true", help="leave Quix Streams out (it builds its own venv on first use)")
+    parser.add_argument("--skip-pathway", action="store_true", help="leave Pathway out (it builds its own venv on first use)")
+    parser.add_argument("--skip-flink", action="store_true", help="leave Apache Flink out (it builds its own venv on first use)")
 
 
 def _pipeline(window: Any, emit: str):
@@ -104,30 +118,48 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
 
     hopping, sliding = Hopping(SIZE_MS, HOP_MS), Sliding(SIZE_MS, HOP_MS)
     run_fabric(events[: args.batch_size * 2], hopping, "close", args.batch_size)  # warm-up, untimed
-    times = []
+    times, cpu_times = [], []
     for i in range(args.rounds):
+        cpu_started = time.process_time()
         elapsed, proc = run_fabric(events, hopping, "close", args.batch_size)
+        cpu_times.append(time.process_time() - cpu_started)
         times.append(elapsed)
         if i == 0:
             problems = compare(_fabric_results(proc), want)
             assert not problems, f"fabric_ray's windows differ from the reference: {problems[:3]}"
             assert not proc.dead.items, f"fabric_ray dead-lettered {len(proc.dead.items)} events: {proc.dead.items[0].reason}"
     fabric_eps = len(events) / statistics.median(times)
+    fabric_cpu_eps = len(events) / statistics.median(cpu_times)
     say(f"fabric_ray: {fabric_eps:,.0f} events/s (median of {args.rounds}; results equal the reference)")
     sliding_times = [run_fabric(events, sliding, "update", args.batch_size)[0] for _ in range(args.rounds)]
     sliding_eps = len(events) / statistics.median(sliding_times)
     say(f"fabric_ray, served-fresh sliding window (emit every changed key each batch): {sliding_eps:,.0f} events/s")
 
-    out: dict[str, Any] = {"events": len(events), "keys": args.keys, "windows": len(want), "events_per_s": round(fabric_eps), "sliding_events_per_s": round(sliding_eps)}
-    from bench.peers.bytewax_peer import run_bytewax
+    out: dict[str, Any] = {"events": len(events), "keys": args.keys, "windows": len(want), "events_per_s": round(fabric_eps), "events_per_cpu_s": round(fabric_cpu_eps), "sliding_events_per_s": round(sliding_eps)}
 
-    say("Bytewax 0.21: TestingSource + run_main, one worker")
-    bw = run_bytewax(events, SIZE_MS, HOP_MS)
-    problems = compare(bw.results, want)
-    assert not problems, f"Bytewax's windows differ from the reference: {problems[:3]}"
-    say(f"Bytewax: {bw.events_per_s:,.0f} events/s (results equal the reference)")
-    out["bytewax_events_per_s"] = round(bw.events_per_s)
-    out["ratio_vs_bytewax"] = round(fabric_eps / bw.events_per_s, 1)
+    def bytewax() -> Any:  # in this process, so its CPU time is ours to take
+        from bench.peers.bytewax_peer import run_bytewax
+
+        cpu_started = time.process_time()
+        result = run_bytewax(events, SIZE_MS, HOP_MS)
+        result.notes["cpu_s"] = time.process_time() - cpu_started
+        return result
+
+    say("Bytewax 0.21: TestingSource + run_main, one worker (the `bench` extra: pip install -e '.[bench]')")
+    _peer(out, "bytewax", bytewax, want, fabric_eps, fabric_cpu_eps, say)
+    core = set(os.sched_getaffinity(0))  # fabric_ray's one core: the compiled peers run there too
+    if not args.skip_pathway:
+        from bench.peers.pathway_peer import run_pathway
+
+        say("Pathway 0.33: its own venv, one worker, windowby(sliding, exactly_once_behavior(shift=grace)) (first use builds the venv)")
+        _peer(out, "pathway", lambda: run_pathway(events, SIZE_MS, HOP_MS, cpus=core, say=say), want, fabric_eps, fabric_cpu_eps, say)
+        say("Pathway 0.33, the same without a temporal behavior (no grace; one commit, so each window once)")
+        _peer(out, "pathway_no_behavior", lambda: run_pathway(events, SIZE_MS, HOP_MS, behavior="none", cpus=core, say=say), want, fabric_eps, fabric_cpu_eps, say)
+    if not args.skip_flink:
+        from bench.peers.flink_peer import run_flink
+
+        say("Apache Flink 2.3: its own venv, Flink SQL HOP window TVF, streaming mode, mini-cluster, parallelism 1 (first use builds the venv)")
+        _peer(out, "flink", lambda: run_flink(events, SIZE_MS, HOP_MS, warmup_events=args.batch_size * 2, cpus=core, say=say), want, fabric_eps, fabric_cpu_eps, say)
     if not args.skip_quix:
         from bench.peers.quix_peer import run_quix
 
@@ -142,3 +174,44 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
     out["target_events_per_s"] = 1_000_000
     out["target_ratio"] = 10
     return out
+
+
+def _peer(out: dict[str, Any], name: str, run_peer: Callable[[], Any], want: dict, fabric_eps: float, fabric_cpu_eps: float, say: Say) -> None:
+    """Run one peer into ``out``: its figures and ratios, or why there are none.
+
+    A peer that fails to install or run gets ``<name>_error``; one whose windows differ from the
+    reference gets ``<name>_mismatch``; either way ``ratio_vs_<name>`` is None (no ratio for
+    unchecked results).
+    """
+    from bench.peers.events import compare
+
+    try:
+        result = run_peer()
+    except Exception as exc:  # noqa: BLE001 (any failure is reported, not raised: the other figures stand)
+        reason = f"{type(exc).__name__}: {exc}"
+        say(f"{name}: not measured: {reason}")
+        out[f"{name}_error"] = reason[:2000]
+        out[f"ratio_vs_{name}"] = None
+        return
+    problems = compare(result.results, want)
+    if problems:
+        late = f" ({result.notes['late']} events it counted as late)" if result.notes.get("late") else ""
+        say(f"{name}: windows differ from the reference{late}: {problems[:3]}")
+        out[f"{name}_mismatch"] = "; ".join(problems[:3]) + late
+        out[f"ratio_vs_{name}"] = None
+        return
+    cpu_s = result.notes.get("cpu_s", result.notes.get("job_cpu_s"))
+    say(f"{name}: {result.events_per_s:,.0f} events/s (results equal the reference; timed {result.elapsed_s:.2f} s, "
+        f"CPU {cpu_s:.2f} s, wall {result.wall_s:.1f} s)")
+    out[f"{name}_events_per_s"] = round(result.events_per_s)
+    out[f"ratio_vs_{name}"] = round(fabric_eps / result.events_per_s, 1)
+    if cpu_s:
+        out[f"{name}_events_per_cpu_s"] = round(result.events / cpu_s)
+        out[f"cpu_ratio_vs_{name}"] = round(fabric_cpu_eps / (result.events / cpu_s), 1)
+
+
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares;
+# SKIP_PEERS_ARGS leave out the peers that build their own venv on first use (unless `bench all --with-peers`)
+QUICK_ARGS = ["--events", "25000", "--batch-size", "5000", "--rounds", "3"]
+SKIP_PEERS_ARGS = ["--skip-quix", "--skip-pathway", "--skip-flink"]
+KEY_FIGURES = {"events_per_s": "higher", "sliding_events_per_s": "higher", "ratio_vs_bytewax": "higher"}
