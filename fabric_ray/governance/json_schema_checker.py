@@ -25,14 +25,12 @@ from typing import Any
 from fabric_ray.governance.json_schema_bounds import bound_messages, value_type
 from fabric_ray.governance.json_schema_values import value_errors
 from fabric_ray.governance.json_schema_views import (
-    ANNOTATIONS,
     EXTERNAL,
     JsonSchemaError,
     Side,
     declared_types,
     has_ref,
     merge,
-    pattern_matches,
     pointer_join as join,
     under as _under,
 )
