@@ -1,4 +1,7 @@
-"""``python -m bench NAME [options]``: run one benchmark; its last output line is one JSON object."""
+"""``python -m bench NAME [options]``: run one benchmark; its last output line is one JSON object.
+
+``python -m bench all --quick``: every benchmark in a short mode against this machine's last run (:mod:`bench.suite`).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"bench.{name}")
         bench_parser = sub.add_parser(name, help=summary, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(bench_parser)
+    from bench import suite
+
+    suite.add_arguments(sub.add_parser("all", help=suite.SUMMARY, description=suite.__doc__.split("\n\n")[0]))
     args = parser.parse_args(argv)
     exit_on_sigterm()
+    if args.name == "all":
+        return suite.main(args)
 
     def say(line: str) -> None:
         print(f"[{args.name} {time.strftime('%H:%M:%S')}] {line}", flush=True)

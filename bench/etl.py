@@ -18,7 +18,8 @@ The steps, identical on both sides:
   transformed, staged, checked and profiled in parallel tasks, then published in one commit (it
   also builds the run's data profile and records the run, which pandas does not). Ray is started,
   and a warm-up run over one input file per CPU done (it starts the worker processes), before the
-  clock starts.
+  clock starts. Ray's workers run at ``--worker-niceness`` (default 0, like pandas' process; Ray's
+  own default of 15 lets every other process on a busy machine go first).
 - **pandas**: ``pd.read_parquet`` of every file, the same filter and columns with NumPy, the
   checks (``duplicated`` for uniqueness), the day as a categorical and
   ``DataFrame.to_parquet(partition_cols=["date"])``; in one process of its own.
@@ -30,7 +31,10 @@ plus every Ray process (workers, raylet, GCS, agents; about 1 GiB before any dat
 counts pages they share (the object store, libraries) once per process, and the same sum of
 proportional set sizes (``peak_pss_mb``, shared pages counted once); for pandas, its process.
 The last line includes ``ratio_vs_pandas`` (pandas seconds over fabric_ray seconds),
-``peak_rss_mb`` (fabric_ray's) and ``task_seconds`` (the block tasks' time per step, summed).
+``peak_rss_mb`` (fabric_ray's) and ``task_seconds`` (the block tasks' time per step, summed), and
+CPU seconds: ``pandas_cpu_s`` (its process), ``fabric_cpu_s`` (the driver and every Ray process,
+user + system) and ``cpu_ratio_vs_pandas`` (pandas' over ours), which depend far less than wall
+time on what else runs on the machine.
 """
 
 from __future__ import annotations
@@ -57,12 +61,22 @@ DAYS = 30
 CURRENCIES = ("EUR", "USD", "GBP")
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--rows", "2000000", "--files", "8"]
+KEY_FIGURES = {"fabric_s": "lower", "fabric_cpu_s": "lower", "ratio_vs_pandas": "higher", "peak_rss_mb": "lower", "peak_pss_mb": "lower"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="input rows (default 10,000,000)")
     parser.add_argument("--files", type=int, default=20, help="input Parquet files (default 20)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster (default 2)")
     parser.add_argument("--data-dir", help="where the input is generated once and reused (default: a folder in the temp dir)")
     parser.add_argument("--skip-pandas", action="store_true", help="fabric_ray only")
+    parser.add_argument(
+        "--worker-niceness", type=int, default=0,
+        help="niceness of Ray's worker processes (default 0, pandas' own; Ray's default is 15, which on a busy machine "
+        "gives the block tasks a fraction of the CPU that pandas gets)",
+    )
 
 
 # -- input ----------------------------------------------------------------------------------------
@@ -116,6 +130,7 @@ class PeakRss:
         self.pss_interval_s = pss_interval_s
         self.peak_bytes = 0
         self.peak_pss_bytes = 0
+        self.sampler_cpu_s = 0.0  # the sampling thread's own CPU seconds (PSS reads are not free)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -155,6 +170,7 @@ class PeakRss:
             if now - last_pss >= self.pss_interval_s:
                 last_pss = now
             self._stop.wait(self.interval_s)
+        self.sampler_cpu_s = time.thread_time()
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
@@ -168,6 +184,44 @@ class PeakRss:
     @property
     def peak_pss_mb(self) -> float:
         return round(self.peak_pss_bytes / 2**20, 1)
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and each of its descendants, by pid (those alive now).
+
+    The difference of two readings around a run is the CPU the run took (a process that exits
+    in between is missed; Ray's workers, raylet and GCS live through it). Unlike wall time, it
+    hardly depends on how busy the machine is.
+    """
+    import psutil
+
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            continue
+    return out
+
+
+def _worker_niceness(pid: int) -> list[int]:
+    """The niceness values of the Ray worker processes below ``pid`` (``ray::...`` process titles)."""
+    import psutil
+
+    values = set()
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.name().startswith("ray::") or any(a.startswith("ray::") for a in p.cmdline()[:1]):
+                values.add(p.nice())
+        except psutil.Error:
+            continue
+    return sorted(values)
 
 
 # -- comparison ------------------------------------------------------------------------------------
@@ -195,6 +249,7 @@ def pandas_steps(files: list[str], out: str) -> dict[str, Any]:
     """The steps in pandas, in this process; returns seconds per step and the check results."""
     import pandas as pd
 
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     t1 = time.perf_counter()
@@ -219,7 +274,8 @@ def pandas_steps(files: list[str], out: str) -> dict[str, Any]:
         df["date"] = pd.Categorical.from_codes(codes.reshape(-1), categories=labels)
         df.to_parquet(out, partition_cols=["date"], index=False)
     t4 = time.perf_counter()
-    return {"read_s": t1 - t0, "transform_s": t2 - t1, "check_s": t3 - t2, "write_s": t4 - t3, "total_s": t4 - t0, "checks": checks}
+    return {"read_s": t1 - t0, "transform_s": t2 - t1, "check_s": t3 - t2, "write_s": t4 - t3, "total_s": t4 - t0, "checks": checks,
+            "cpu_s": time.process_time() - cpu0}
 
 
 def _pandas_child(files: list[str], out: str, conn: Any) -> None:
@@ -277,14 +333,15 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": args.rows, "files": args.files, "cpus": args.cpus}
     try:
         if not args.skip_pandas:
-            say("pandas: read, transform, check, write (one process)")
+            say(f"pandas: read, transform, check, write (one process; load {os.getloadavg()[0]:.1f} before)")
             result, pandas_peak = run_pandas(files, work / "pandas")
             assert all(result["checks"].values()), f"pandas checks failed: {result['checks']}"
-            steps = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in result.items() if k.endswith("_s") and k != "total_s")
-            say(f"pandas: {result['total_s']:.1f} s ({steps}), peak RSS {pandas_peak:,.0f} MiB")
-            out.update(pandas_s=round(result["total_s"], 2), pandas_peak_rss_mb=pandas_peak)
+            steps = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in result.items() if k.endswith("_s") and k not in ("total_s", "cpu_s"))
+            say(f"pandas: {result['total_s']:.1f} s ({steps}), CPU {result['cpu_s']:.1f} s, peak RSS {pandas_peak:,.0f} MiB")
+            out.update(pandas_s=round(result["total_s"], 2), pandas_cpu_s=round(result["cpu_s"], 2), pandas_peak_rss_mb=pandas_peak)
 
         config = load_config(None, home=str(work / "home"), storage={"root": f"file://{work / 'storage'}"}, ray={"num_cpus": args.cpus})
+        os.environ["RAY_worker_niceness"] = str(args.worker_niceness)  # read by the raylet that ensure_ray starts
         ensure_ray(config.ray)
         exit_on_sigterm()
         # one small file per CPU, so that every worker process is started before the clock starts
@@ -294,19 +351,25 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
             (warm_input / f.name).symlink_to(f)
         warm = run_etl(pipeline(f"file://{warm_input}", "warmup"), config, progress=False)
         assert warm.status == "succeeded", warm.error
-        say(f"fabric_ray: Ray up with {args.cpus} CPUs, warm-up run done; running the pipeline")
+        niceness = _worker_niceness(os.getpid())
+        say(f"fabric_ray: Ray up with {args.cpus} CPUs (workers at niceness {niceness}), warm-up run done; running the pipeline")
+        load_1m = os.getloadavg()[0]
+        cpu_before = tree_cpu_seconds(os.getpid())
         with PeakRss(os.getpid()) as peak:
             started = time.perf_counter()
             record = run_etl(pipeline(f"file://{data}", "payments"), config, progress=False)
             fabric_s = time.perf_counter() - started
+        cpu_after = tree_cpu_seconds(os.getpid())
+        # less the memory sampler's own CPU, which runs in this process
+        fabric_cpu_s = sum(t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items()) - peak.sampler_cpu_s
         assert record.status == "succeeded", f"fabric_ray run {record.status}: {record.error or record.gate}"
         say(
             f"fabric_ray: {fabric_s:.1f} s, {record.rows_in:,} rows in, {record.rows_out:,} out, "
-            f"{len(record.outputs['files'])} files, peak memory (driver + Ray processes) {peak.peak_mb:,.0f} MiB RSS, "
+            f"{len(record.outputs['files'])} files, CPU {fabric_cpu_s:.1f} s (driver + Ray processes; load {load_1m:.1f} before), peak memory (driver + Ray processes) {peak.peak_mb:,.0f} MiB RSS, "
             f"{peak.peak_pss_mb:,.0f} MiB PSS"
         )
         out.update(
-            fabric_s=round(fabric_s, 2), rows_out=record.rows_out, files_written=len(record.outputs["files"]),
+            fabric_s=round(fabric_s, 2), fabric_cpu_s=round(fabric_cpu_s, 2), load_1m_before=round(load_1m, 1), worker_niceness=niceness, rows_out=record.rows_out, files_written=len(record.outputs["files"]),
             peak_rss_mb=peak.peak_mb, peak_pss_mb=peak.peak_pss_mb, task_seconds=record.outputs["task_seconds"],
         )
 
@@ -317,7 +380,8 @@ def run(args: argparse.Namespace, say: Say) -> dict[str, Any]:
             equal = fabric_summary == pandas_summary
             assert equal, f"outputs differ: fabric {json.dumps(fabric_summary)[:300]} pandas {json.dumps(pandas_summary)[:300]}"
             say(f"outputs equal: {fabric_summary['rows']:,} rows over {len(fabric_summary['per_day'])} days, same sums")
-            out.update(rows_equal=equal, ratio_vs_pandas=round(out["pandas_s"] / fabric_s, 2))
+            out.update(rows_equal=equal, ratio_vs_pandas=round(out["pandas_s"] / fabric_s, 2),
+                       cpu_ratio_vs_pandas=round(out["pandas_cpu_s"] / fabric_cpu_s, 2))
         out.update(target_ratio=2, target_peak_rss_mb=2048)
         return out
     finally:

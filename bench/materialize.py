@@ -60,6 +60,11 @@ FEATURES = {"amount_sum": "float64", "amount_avg": "float64", "txn_count": "int6
 PROJECT = "bench_materialize"
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--quick"]
+KEY_FIGURES = {"fabric_s": "lower", "ratio_vs_feast": "higher", "peak_pss_mb": "lower", "peak_rss_vs_feast": "lower"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="offline rows (default 10,000,000)")
     parser.add_argument("--entities", type=int, default=1_000_000, help="distinct users (default 1,000,000)")

@@ -59,6 +59,11 @@ TTL_S = 2 * 3600
 BASE = np.datetime64("2026-01-01T00:00:00", "s")
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--entities", "50000", "--keys", "50000", "--rounds", "3"]
+KEY_FIGURES = {"ray_s": "lower", "inprocess_s": "lower", "ratio_vs_feast": "higher"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entities", type=int, default=100_000, help="entity rows (default 100,000)")
     parser.add_argument("--keys", type=int, default=100_000, help="drivers with feature rows (default 100,000)")

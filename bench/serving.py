@@ -58,6 +58,17 @@ PUSH_CHUNK = 10_000
 VARIANTS = ("haproxy_throughput", "haproxy", "throughput", "default")
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--variants", "haproxy_throughput", "--requests", "200", "--rounds", "2", "--seconds", "3", "--rps-rounds", "1"]
+KEY_FIGURES = {
+    "ours_p99_ms_1": "lower",
+    "ours_p99_ms_100": "lower",
+    "ours_rps_16": "higher",
+    "ratio_vs_feast_p99_100": "higher",
+    "ratio_vs_feast_rps_16": "higher",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench serving``."""
     parser.add_argument("--users", type=int, default=10_000, help="users with feature values (default 10000)")

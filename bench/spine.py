@@ -53,6 +53,17 @@ PRODUCE_CHUNK = 5000
 WARMUP_EVENTS = 5000
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--events", "20000", "--requests", "100", "--rounds", "2"]
+KEY_FIGURES = {
+    "fabric_eps": "higher",
+    "ratio_vs_hand_consumer_eps": "higher",
+    "ours_p50_ms_1": "lower",
+    "ours_p99_ms_100": "lower",
+    "ratio_vs_feast_serve_p50_100": "higher",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench spine``."""
     parser.add_argument("--events", type=int, default=100_000, help="events per throughput round (default 100000)")

@@ -38,6 +38,11 @@ WINDOWS = {
 AGGS = {"n": ("count", None), "total": ("sum", "amount"), "avg": ("mean", "amount")}
 
 
+# `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares
+QUICK_ARGS = ["--events", "1000000", "--rounds", "3"]
+KEY_FIGURES = {f"events_per_s_{name}": "higher" for name in ("sliding", "tumbling", "hopping", "session")}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m bench.windows``."""
     parser.add_argument("--events", type=int, default=2_000_000, help="timed events per window type (default 2000000)")
