@@ -134,9 +134,10 @@ class CacheShard:
 
     @ray.method(max_task_retries=RETRIES)
     def stats(self) -> dict[str, Any]:
-        """Counters (hits, misses, evictions, stale, ...), sizes, incarnation and last background error."""
+        """Counters (hits, misses, evictions, stale, ...), sizes, incarnation, ``state`` (``"warming"``
+        while the online store is being opened, then ``"ready"``) and last background error."""
         return {**self._core.stats(), "incarnation": self._incarnation, "restarted": self._restarted,
-                "last_error": self._last_error}
+                "state": "ready" if self._warmed.is_set() else "warming", "last_error": self._last_error}
 
     @ray.method(max_task_retries=RETRIES)
     def info(self) -> dict[str, Any]:

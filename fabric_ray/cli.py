@@ -112,6 +112,12 @@ def _connect(config: FabricConfig, address: str | None):
     return connect(address, namespace=config.ray.namespace, config=config)
 
 
+def _last_line(text: str | None) -> str:
+    """The last line of an error text (a traceback's is the error itself); ``""`` for none."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
     fabric = _connect(config, args.address)
     status = fabric.status()
@@ -157,7 +163,8 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
     ]
     _print_table(rows, ("actor", "state", "partitions", "processed", "dead", "next offsets", "lag", "events/s", "restarts"))
     print()
-    _print_table([(f"cache:{c['shard']}", c["keys"]) for c in status["cache_shards"]], ("cache shard", "keys"))
+    shards = [(f"cache:{c['shard']}", c.get("state", "ready"), c["keys"], _last_line(c.get("last_error"))) for c in status["cache_shards"]]
+    _print_table(shards, ("cache shard", "state", "keys", "last error"))
     return 0
 
 
