@@ -450,6 +450,7 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
         elif key in _OBJECT_KEYS or key in _ARRAY_KEYS:
             return None
         else:
+            out[key] = a
             extra.append({key: b})  # self-contained keywords (enum, not, pattern...): both must hold
     if extra:
         out["allOf"] = [*out.get("allOf", []), *extra]

@@ -599,3 +599,12 @@ def test_refs_back_through_combinators_terminate(schema):
 def test_writer_values_are_checked_against_a_reader_format():
     assert backward({"type": "string", "format": "date"}, {"enum": ["2020-01-01"]}) == []
     only(backward({"type": "string", "format": "date"}, {"enum": ["2020-01-01", "soon"]}), "'soon'", "date")
+
+
+def test_merging_keeps_both_values_of_a_keyword():
+    # Found by fuzzing the soundness probe: merging two allOf members with different multipleOf
+    # once kept only the second; -5 is a multiple of 0.5 but not of 2.
+    writer = obj({"x": {"allOf": [{"type": "integer", "maximum": 1}, {"type": "number", "multipleOf": 0.5}]}})
+    reader = obj({"x": {"allOf": [{"type": "number", "multipleOf": 2}, {"type": "number", "multipleOf": 0.5}]}})
+    assert backward(reader, writer)
+    assert backward({"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]}, {"pattern": "b$"})
