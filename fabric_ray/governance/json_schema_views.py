@@ -451,7 +451,7 @@ def merge(child: Any, parent: Any, *, parent_sees_child: bool, keep: Any) -> Any
             return None
         else:
             out[key] = a
-            extra.append({key: b})  # self-contained keywords (enum, not, pattern...): both must hold
+            extra.append(keep({key: b}))  # self-contained keywords (enum, not, pattern...): both must hold
     if extra:
         out["allOf"] = [*out.get("allOf", []), *extra]
     return out
