@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabric_ray.governance.json_schema import check_compatibility
+from fabric_ray.governance.json_schema import JsonSchemaError, check_compatibility, parse_json_schema
 from fabric_ray.governance.json_schema_views import draft_of
+from tests.unit.governance.json_schema_pairs import Pairs
 from tests.unit.governance.test_json_schema_confluent import circular_schema, memo_masking_schema
 
 DATA = Path(__file__).parent / "data"
@@ -283,3 +284,42 @@ def test_probe_catches_an_unsound_verdict():
 def test_own_cases_are_judged_compatible(name, reader, writer):
     """The probe's own pairs are all verdicts this suite expects to be "compatible"."""
     assert check_compatibility(reader, writer) == [], name
+
+
+def _random_pair(seed: int) -> tuple[Any, Any] | None:
+    reader, writer = Pairs(seed).pair()
+    try:
+        parse_json_schema(reader)
+        parse_json_schema(writer)
+    except JsonSchemaError:
+        return None
+    return reader, writer
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_pairs_judged_compatible_hold(seed):
+    """Random pairs (json_schema_pairs.py): where the checker says compatible, the probe agrees."""
+    pair = _random_pair(seed)
+    if pair is None or check_compatibility(*pair):
+        return  # not a schema, or judged incompatible: nothing to probe
+    reader, writer = pair
+    writer_check, reader_check = draft_of(writer)[1](writer), draft_of(reader)[1](reader)
+
+    @settings(max_examples=10, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(_documents(reader, writer))
+    def probe(document):
+        try:
+            if not writer_check.is_valid(document):
+                return
+            errors = [e.message for e in reader_check.iter_errors(_fill_defaults(reader, reader, document))]
+        except RecursionError:  # a $ref loop through not/allOf: jsonschema cannot validate it
+            return
+        assert not errors, f"writer-valid document {document!r} rejected by the reader: {errors[:2]}"
+
+    probe()
+
+
+def test_random_pairs_cover_both_verdicts():
+    verdicts = [not check_compatibility(*pair) for pair in map(_random_pair, range(60)) if pair is not None]
+    assert verdicts.count(True) >= 10 and verdicts.count(False) >= 10, verdicts
