@@ -64,7 +64,7 @@ KEY_FIGURES = {
     "ours_p99_ms_1": "lower",
     "ours_p99_ms_100": "lower",
     "ours_rps_16": "higher",
-    "ratio_vs_feast_p99_100": "higher",
+    "ratio_vs_feast_p50_100": "higher",  # a p99 of 400 requests is too noisy to compare with a peer
     "ratio_vs_feast_rps_16": "higher",
 }
 

@@ -212,6 +212,6 @@ def _peer(out: dict[str, Any], name: str, run_peer: Callable[[], Any], want: dic
 
 # `python -m bench all --quick` (bench/suite.py): this benchmark's short mode and the figures it compares;
 # SKIP_PEERS_ARGS leave out the peers that build their own venv on first use (unless `bench all --with-peers`)
-QUICK_ARGS = ["--events", "25000", "--batch-size", "5000", "--rounds", "3"]
+QUICK_ARGS = ["--events", "50000", "--batch-size", "10000", "--rounds", "3"]
 SKIP_PEERS_ARGS = ["--skip-quix", "--skip-pathway", "--skip-flink"]
 KEY_FIGURES = {"events_per_s": "higher", "sliding_events_per_s": "higher", "ratio_vs_bytewax": "higher"}
