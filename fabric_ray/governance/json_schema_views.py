@@ -23,7 +23,7 @@ view of each node it has seen, keeping the node alive so that ``id()`` keys stay
 Example:
     >>> side = Side({"items": [{"type": "string"}], "additionalItems": False}, "reader")
     >>> side.view(side.root)
-    {'items': False, 'prefixItems': [{'type': 'string'}]}
+    {'prefixItems': [{'type': 'string'}], 'items': False}
     >>> side = Side({"$schema": "https://json-schema.org/draft/2020-12/schema",
     ...              "$defs": {"b": {"properties": {"b": {"type": "integer"}}}},
     ...              "$ref": "#/$defs/b", "properties": {"a": {}}, "unevaluatedProperties": False}, "writer")
@@ -264,7 +264,9 @@ class Side:
             out.pop("additionalItems", None)
             if isinstance(items, list):
                 out["prefixItems"] = items
-                out["items"] = node.get("additionalItems", True)
+                out.pop("items")
+                if "additionalItems" in node:  # else the items after the tuple stay unevaluated
+                    out["items"] = node["additionalItems"]
         else:
             out.pop("additionalItems", None)
         if self.draft <= 7:
@@ -282,8 +284,6 @@ class Side:
             out.pop("else", None)  # ignored without an 'if' beside them
         elif "then" not in out and "else" not in out:
             out.pop("if")
-        if isinstance(out.get("items"), bool) and out["items"] is True:
-            out.pop("items")
         return out
 
     def _merge_all_of(self, node: dict[str, Any]) -> Any:

@@ -608,3 +608,13 @@ def test_merging_keeps_both_values_of_a_keyword():
     reader = obj({"x": {"allOf": [{"type": "number", "multipleOf": 2}, {"type": "number", "multipleOf": 0.5}]}})
     assert backward(reader, writer)
     assert backward({"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]}, {"pattern": "b$"})
+
+
+def test_items_true_evaluates_every_item():
+    # items: true leaves nothing to unevaluatedItems: the writer allows any rest items
+    writer = {**D2020, "type": "array", "prefixItems": [STR], "items": True, "unevaluatedItems": False}
+    only(backward({**D2020, "type": "array", "prefixItems": [STR], "items": False}, writer), "#/items")
+    tuple_2019 = {**D2019, "type": "array", "items": [STR], "unevaluatedItems": False}  # rest unevaluated: none
+    assert backward({**D2020, "type": "array", "prefixItems": [STR], "items": False}, tuple_2019) == []
+    with_rest = {**tuple_2019, "additionalItems": True}
+    only(backward({**D2020, "type": "array", "prefixItems": [STR], "items": False}, with_rest), "#/items")
