@@ -281,9 +281,7 @@ class Side:
                     out[exclusive] = out.pop(bound)
         if "if" not in out:
             out.pop("then", None)
-            out.pop("else", None)  # ignored without an 'if' beside them
-        elif "then" not in out and "else" not in out:
-            out.pop("if")
+            out.pop("else", None)  # ignored without an 'if' beside them (a lone 'if' still evaluates)
         return out
 
     def _merge_all_of(self, node: dict[str, Any]) -> Any:

@@ -618,3 +618,8 @@ def test_items_true_evaluates_every_item():
     assert backward({**D2020, "type": "array", "prefixItems": [STR], "items": False}, tuple_2019) == []
     with_rest = {**tuple_2019, "additionalItems": True}
     only(backward({**D2020, "type": "array", "prefixItems": [STR], "items": False}, with_rest), "#/items")
+
+
+def test_a_lone_if_still_evaluates_properties():
+    writer = {**D2020, "if": {"properties": {"a": True}}, "unevaluatedProperties": False}
+    only(backward({**D2020, "additionalProperties": False}, writer), "additionalProperties")
