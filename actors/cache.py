@@ -128,6 +128,12 @@ class CacheShard:
         return self._core.flush()
 
     @ray.method(max_task_retries=RETRIES)
+    def wait_durable(self, timeout_s: float = 30) -> bool:
+        """Wait until the rows buffered before this call are in the online store, written by the
+        background flush (nothing forced); ``False`` on timeout."""
+        return self._core.wait_durable(timeout_s)
+
+    @ray.method(max_task_retries=RETRIES)
     def size(self, view_name: str) -> int:
         """Keys held for a view."""
         return self._core.size(view_name)
@@ -159,10 +165,11 @@ class ShardedCacheWriter:
     """A feature sink that routes rows to the cache shards by the stable hash of their key.
 
     :meth:`write` returns once every owning shard has the rows (cached; written to the store
-    too with write-through). :meth:`flush` returns once every shard has written its
-    write-behind rows, so the stream engine calls it before a checkpoint commits offsets (the
-    processor calls ``flush()`` of sinks that have one). Until then the writer keeps what it sent
-    with write-behind, and re-sends it to any shard that restarted meanwhile.
+    too with write-through). :meth:`flush` makes every shard write its write-behind rows now;
+    :meth:`sync` waits until the shards' own background flushes have written them, adding no
+    writes, so the stream engine calls it before a checkpoint commits offsets (the processor
+    calls ``sync()``, or ``flush()``, of sinks that have one). Until then the writer keeps what it
+    sent with write-behind, and re-sends it to any shard that restarted meanwhile.
 
     Args:
         shards: the cache shard handles, in shard order.
@@ -206,7 +213,7 @@ class ShardedCacheWriter:
                 self.flush()
 
     def flush(self) -> int:
-        """Wait until every shard has written its write-behind rows; return rows written.
+        """Make every shard write its write-behind rows now; return rows written.
 
         A shard found restarted since the last flush gets this writer's unconfirmed rows again,
         written through to the store.
@@ -214,11 +221,38 @@ class ShardedCacheWriter:
         Raises:
             ray.exceptions.RayError or the store's error: nothing is confirmed; call again.
         """
+        return self._confirm(lambda: sum(ray.get([s.flush.remote() for s in self.shards])))
+
+    def sync(self, timeout_s: float = 60) -> int:
+        """Wait until every shard's background flush has written the rows this writer sent;
+        return rows re-sent to restarted shards.
+
+        Unlike :meth:`flush` it adds no store writes: with four partition owners checkpointing
+        every few seconds, forced flushes wrote the shards' buffers several times as often as
+        their own ``write_behind_interval_s`` does, each time with fewer rows to coalesce.
+
+        Raises:
+            TimeoutError: some shard did not write its buffer within ``timeout_s`` (its store
+                fails or is slow; its ``stats()`` says why); nothing is confirmed, call again.
+            ray.exceptions.RayError: as for :meth:`flush`.
+        """
+
+        def wait() -> int:
+            done = ray.get([s.wait_durable.remote(timeout_s) for s in self.shards], timeout=timeout_s + 30)
+            late = [i for i, ok in enumerate(done) if not ok]
+            if late:
+                raise TimeoutError(f"cache shards {late} did not write their write-behind rows within {timeout_s}s; see their stats()['last_error']")
+            return 0
+
+        return self._confirm(wait)
+
+    def _confirm(self, wait: Callable[[], int]) -> int:
+        """Run ``wait`` (rows durable on every live shard), re-send to restarted shards, forget what is confirmed."""
         with self._flush_lock:
             self._learn()
             with self._lock:
                 sent = {s: list(tables) for s, tables in self._retained.items()}
-            written = sum(ray.get([s.flush.remote() for s in self.shards]))
+            written = wait()
             infos = ray.get([s.info.remote() for s in self.shards])
             restarted = [s for s, info in enumerate(infos) if info["incarnation"] != self._known[s]]
             resend: dict[int, list[pa.Table]] = {}

@@ -59,12 +59,18 @@ class RayConfig(_Section):
         num_cpus: CPUs a local cluster advertises (``None``: all of the machine's).
         actor_num_cpus: logical CPUs reserved by each fabric actor, fractional so that
             many fit on a small machine.
+        worker_niceness: Unix niceness of the worker processes (partition owners, cache
+            shards, Serve replicas) of a local cluster this fabric starts. Ray's own default,
+            15, lets any busy process on the machine (a producer, a build) go before the
+            stream; 0 gives them the priority of everything else. A cluster started elsewhere
+            keeps its own setting (``RAY_worker_niceness`` when it starts).
     """
 
     address: str | None = None
     namespace: str = "fabric"
     num_cpus: int | None = Field(default=None, ge=1)
     actor_num_cpus: float = Field(default=0.1, ge=0, le=64)
+    worker_niceness: int = Field(default=0, ge=0, le=19)
 
 
 class StorageConfig(_Section):

@@ -63,7 +63,8 @@ class Fabric:
         ns = cfg.ray.namespace
         if serve_http and cfg.ray.address is None and not ray.is_initialized():
             _check_port_free(cfg.serving.host, cfg.serving.port)
-        self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard, env=ingress_env(cfg.serving.ingress))
+        env = {**ingress_env(cfg.serving.ingress), "RAY_worker_niceness": str(cfg.ray.worker_niceness)}
+        self._started_ray = ensure_ray(cfg.ray, dashboard=dashboard, env=env)
         if cfg.kafka.embedded:
             broker = get_or_create_actor(BrokerActor, BROKER_NAME, ns)
             self.bootstrap_servers = ray.get(broker.bootstrap_servers.remote())

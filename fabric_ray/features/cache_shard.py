@@ -100,6 +100,11 @@ class ShardCore:
         self._lock = threading.Lock()  # the cache, the buffer and the miss memory: held briefly, never across I/O
         self._store_lock = threading.RLock()  # every write to the store, in order (the store need not be thread-safe)
         self._reader_lock = threading.Lock()  # every read of the store, through the reader
+        # Durability marks: puts that buffered rows are numbered; every row of the puts up to
+        # _durable_seq is in the store (wait_durable waits for it, without forcing a write).
+        self._accepted_seq = 0
+        self._durable_seq = 0
+        self._durable_changed = threading.Condition(self._lock)
         self.counters = {"store_reads": 0, "store_writes": 0, "written_through": 0, "read_through_calls": 0, "known_absent": 0}
 
     @property
@@ -173,11 +178,12 @@ class ShardCore:
                 with self._lock:
                     mask = self.cache.accept(view_name, table, now_ms=self._clock_ms())
                     self._forget_misses(view_name, table)
+                    seq = self._accepted_seq
                     if self.buffer.pending:
                         batch = self.buffer.take()  # older buffered rows go first
                     else:
                         batch = {}
-                self._write_batch(batch)
+                self._write_batch(batch, seq)
                 stored = int(mask.sum())
                 if stored:
                     rows = table if stored == table.num_rows else table.filter(pa.array(mask))
@@ -193,6 +199,7 @@ class ShardCore:
             if mode == "behind" and stored:
                 rows = table if stored == table.num_rows else table.filter(pa.array(mask))
                 self.buffer.add(view_name, _row_table(self.catalog.view(view_name), rows))
+                self._accepted_seq += 1
             backlog = self.buffer.pending >= BACKLOG_FACTOR * self.settings.write_behind_rows
         if backlog:  # the store falls behind: the writer waits (back-pressure) instead of the buffer growing
             self.flush()
@@ -203,8 +210,12 @@ class ShardCore:
         if self.misses.size(view_name):
             self.misses.forget(view_name, table.column(self.catalog.view(view_name).entity.join_key).to_pylist())
 
-    def _write_batch(self, batch: dict[str, pa.Table]) -> int:
-        """Write drained rows (holding the store lock); failed views go back to the buffer."""
+    def _write_batch(self, batch: dict[str, pa.Table], seq: int) -> int:
+        """Write drained rows (holding the store lock); failed views go back to the buffer.
+
+        ``seq``: the last put whose rows were buffered when ``batch`` was taken; once every view
+        is written, all of them are durable.
+        """
         written = 0
         error: BaseException | None = None
         for view_name, rows in batch.items():
@@ -222,6 +233,10 @@ class ShardCore:
                     self.buffer.done(view_name, ok=ok)
         if error is not None:
             raise error
+        with self._lock:
+            if seq > self._durable_seq:
+                self._durable_seq = seq
+                self._durable_changed.notify_all()
         return written
 
     def flush(self) -> int:
@@ -232,8 +247,21 @@ class ShardCore:
         """
         with self._store_lock:
             with self._lock:
+                seq = self._accepted_seq
                 batch = self.buffer.take() if self.buffer.pending else {}
-            return self._write_batch(batch)
+            return self._write_batch(batch, seq)
+
+    def wait_durable(self, timeout_s: float) -> bool:
+        """Wait until every row buffered before this call is in the online store; ``False`` on timeout.
+
+        Nothing is forced: the rows go with the next write-behind flush (``tick``, every
+        ``write_behind_interval_s``), so many writers waiting for durability (the stream's
+        checkpoints) add no writes of their own. Something must call :meth:`tick` or
+        :meth:`flush` meanwhile (the actor's background thread does).
+        """
+        with self._durable_changed:
+            target = self._accepted_seq
+            return self._durable_changed.wait_for(lambda: self._durable_seq >= target, timeout_s)
 
     # ------------------------------------------------------------------ reads
 

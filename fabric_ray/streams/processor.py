@@ -10,8 +10,8 @@ each sink. If a delivery fails the batch's undelivered outputs are kept and retr
 call before anything new is read (nothing lost, nothing counted twice).
 
 Checkpoints: every ``checkpoint_interval_s`` (and on :meth:`PipelineProcessor.checkpoint`),
-offset-aware sinks flush (the Parquet archive writes its files; other sinks with a ``flush()``,
-such as the cache writer, write what they buffer), then each partition's state,
+offset-aware sinks flush (the Parquet archive writes its files; other sinks with a ``sync()``
+or ``flush()``, such as the cache writer, make what they buffered durable), then each partition's state,
 next offset and counters are saved in one object, then the offsets are committed to the
 consumer group. After a crash the owner resumes from the last checkpoint: state and counters
 as they were, and the messages after it processed again. Sinks make that exactly-once:
@@ -499,7 +499,8 @@ class PipelineProcessor:
     def _write(self, job: _CheckpointJob) -> None:
         try:
             for name in job.flushes:  # everything written before this checkpoint is durable before it commits
-                self.sinks[name].flush()
+                sink = self.sinks[name]
+                getattr(sink, "sync", sink.flush)()  # sync: wait for the sink's own flush, add no writes
             for name, part in job.detached.items():
                 self.sinks[name].write_detached(part)
                 job.written.add(name)

@@ -232,3 +232,26 @@ def test_lru_eviction_under_a_tiny_budget(ray_cluster, feature_env):
     finally:
         for h in handles:
             ray.kill(h, no_restart=True)
+
+
+def test_sync_waits_for_the_shards_own_flush_and_resends_to_a_restarted_shard(ray_cluster, feature_env, store):
+    _, catalog, factory = feature_env
+    handles = _start(catalog, factory, write_mode="behind", write_behind_interval_s=0.5)
+    try:
+        keys = list(range(700, 740))
+        writer = ShardedCacheWriter(handles, USER_PAYMENTS)
+        writer.write(payments(keys, 3))
+        before = counters(handles)
+        assert writer.sync() == 0  # nothing re-sent: both shards wrote their buffers on their own
+        assert {k: r["txn_count"] for k, r in stored(store, "user_payments", keys).items()} == {k: 3 + k for k in keys}
+        assert writer.retained_rows == 0
+        assert change(counters(handles), before, "write_behind_flushed") == (40,)  # once each row, no extra writes
+
+        writer.write(payments(keys, 4, NOW_MS + 1000))
+        kill_and_wait(handles[0])  # may die before its flush: the writer still holds the rows
+        lost = [k for k in keys if shard_of(k, SHARDS) == 0]
+        assert writer.sync() == len(lost)  # the restarted shard gets them again, written through
+        assert {k: r["txn_count"] for k, r in stored(store, "user_payments", keys).items()} == {k: 4 + k for k in keys}
+    finally:
+        for h in handles:
+            ray.kill(h, no_restart=True)

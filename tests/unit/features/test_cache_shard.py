@@ -427,3 +427,37 @@ def test_warm_opens_the_store_and_touches_each_view():
     # the writer and the reader: two store instances (connections), each touching every view
     assert opened == [1, 1] and store.reads == [("pay", []), ("daily", [])] * 2
     core(None).warm()  # no store: nothing to do
+
+
+def test_wait_durable_waits_for_the_next_flush_and_forces_none():
+    store = MemoryStore()
+    c = core(store, write_mode="behind")
+    assert c.wait_durable(0.01)  # nothing buffered: durable at once
+    c.put("pay", pay([1, 2], [10, 20], [5, 5]))
+    assert not c.wait_durable(0.05) and store.writes == []  # waiting writes nothing
+    done = []
+    waiter = threading.Thread(target=lambda: done.append(c.wait_durable(10)))
+    waiter.start()
+    c.put("pay", pay([3], [30], [5]))  # after the waiter's mark: not needed by it, but flushed along
+    assert c.flush() == 3
+    waiter.join(10)
+    assert done == [True] and c.wait_durable(0.01)
+
+
+def test_wait_durable_is_not_satisfied_by_a_failed_flush():
+    store = MemoryStore()
+    c = core(store, write_mode="behind")
+    c.put("pay", pay([1], [10], [5]))
+    store.fail_writes = 1
+    with pytest.raises(ConnectionError):
+        c.flush()
+    assert not c.wait_durable(0.01)
+    assert c.flush() == 1 and c.wait_durable(0.01)
+
+
+def test_a_write_through_put_makes_earlier_buffered_rows_durable():
+    store = MemoryStore()
+    c = core(store, write_mode="behind")
+    c.put("pay", pay([1], [10], [5]))
+    c.put("pay", pay([2], [20], [5]), write="through")  # writes the buffer first
+    assert c.wait_durable(0.01) and {r["user_id"] for _, rows in store.writes for r in rows} == {1, 2}
