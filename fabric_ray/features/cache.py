@@ -409,7 +409,8 @@ class WriteBehindBuffer:
 
     Rows are kept as the Arrow tables they came in (no per-row work on the write path) and
     coalesced when drained: only the newest row of each key is written. A drain is due when
-    ``max_rows`` rows wait or the oldest has waited ``max_age_s``. Drained rows stay visible to
+    ``max_rows`` distinct keys wait (rows are coalesced whenever ``max_rows`` have arrived) or the
+    oldest has waited ``max_age_s``. Drained rows stay visible to
     :meth:`rows_for` until :meth:`done` (so a read-through during a write still sees them), and go
     back to the front of the buffer if the write failed.
 
@@ -437,17 +438,32 @@ class WriteBehindBuffer:
         self.max_age_s = max_age_s
         self._pending: dict[str, list[pa.Table]] = {}
         self._inflight: dict[str, pa.Table] = {}
+        self._merged: dict[str, int] = {}  # rows of a view right after its last coalescing
         self.pending = 0
         self.flushed = 0
         self.failures = 0
         self._oldest_s: float | None = None
 
     def add(self, view_name: str, table: pa.Table, *, now_s: float | None = None) -> None:
-        """Buffer ``table``'s rows for ``view_name``."""
+        """Buffer ``table``'s rows for ``view_name``.
+
+        When ``max_rows`` rows wait, the view's rows are coalesced first (the newest per key), so
+        a drain is due by rows only once ``max_rows`` distinct keys wait: a stream updating the
+        same keys over and over is written once per ``max_age_s``, not once per ``max_rows``
+        updates.
+        """
         if table.num_rows == 0:
             return
-        self._pending.setdefault(view_name, []).append(table)
+        tables = self._pending.setdefault(view_name, [])
+        tables.append(table)
         self.pending += table.num_rows
+        rows = sum(t.num_rows for t in tables)
+        # coalesce past max_rows, and again only once the rows doubled (not on every add)
+        if rows >= self.max_rows and len(tables) > 1 and rows >= 2 * self._merged.get(view_name, 0):
+            merged = latest_per_key(pa.concat_tables(tables, promote_options="permissive"), self.key_columns[view_name])
+            self.pending -= rows - merged.num_rows
+            self._merged[view_name] = merged.num_rows
+            tables[:] = [merged]
         if self._oldest_s is None:
             self._oldest_s = time.monotonic() if now_s is None else now_s
 
@@ -466,6 +482,7 @@ class WriteBehindBuffer:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
             batch[view_name] = latest_per_key(table, self.key_columns[view_name])
         self._pending.clear()
+        self._merged.clear()
         self.pending = 0
         self._oldest_s = None
         self._inflight.update(batch)

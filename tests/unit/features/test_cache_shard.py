@@ -461,3 +461,13 @@ def test_a_write_through_put_makes_earlier_buffered_rows_durable():
     c.put("pay", pay([1], [10], [5]))
     c.put("pay", pay([2], [20], [5]), write="through")  # writes the buffer first
     assert c.wait_durable(0.01) and {r["user_id"] for _, rows in store.writes for r in rows} == {1, 2}
+
+
+def test_buffer_coalesces_once_max_rows_arrived_and_is_due_by_distinct_keys():
+    b = WriteBehindBuffer({"pay": "user_id"}, max_rows=4, max_age_s=3600)
+    for n in range(1, 4):  # 6 updates of two keys
+        b.add("pay", pay([1, 2], [n, n], [n, n]), now_s=0.0)
+    assert b.pending == 2 and not b.due(now_s=1.0)  # coalesced: 2 distinct keys wait
+    b.add("pay", pay([3, 4, 5], [1, 1, 1], [1, 1, 1]), now_s=0.0)
+    assert b.pending == 5 and b.due(now_s=1.0)
+    assert sorted((r["user_id"], r["n"]) for r in b.take()["pay"].to_pylist()) == [(1, 3), (2, 3), (3, 1), (4, 1), (5, 1)]
