@@ -30,7 +30,7 @@ BENCHMARKS = {
     "serving": "online feature HTTP latency (1 and 100 entities) and requests/s at 16 clients, against `feast serve`",
     "spine": "stream throughput against a hand-written Kafka consumer, and HTTP feature latency against `feast serve`",
     "stream_latency": "produce-to-readable latency through the broker to the cache shards at a fixed rate",
-    "streams": "decode + keyed window aggregation, events per second per core, against Bytewax and Quix Streams",
+    "streams": "decode + keyed window aggregation, events per second per core, against Bytewax, Quix Streams, Pathway and Apache Flink",
     "windows": "windowed aggregation per key (sliding/tumbling/hopping/session), events per second on one core",
 }
 
