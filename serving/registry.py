@@ -202,11 +202,11 @@ class SchemaRegistryServer:
     async def list_subjects(self, request: Request) -> Response:
         return await self._answer(self._call("subjects", include_deleted=_flag(request, "deleted")))
 
-    @api.get("/subjects/{subject}/versions")
+    @api.get("/subjects/{subject:path}/versions")
     async def list_versions(self, subject: str, request: Request) -> Response:
         return await self._answer(self._call("versions", subject, include_deleted=_flag(request, "deleted")))
 
-    @api.post("/subjects/{subject}/versions")
+    @api.post("/subjects/{subject:path}/versions")
     async def register(self, subject: str, request: Request) -> Response:
         async def work() -> Any:
             schema, schema_type, references = await _schema_body(request)
@@ -218,7 +218,7 @@ class SchemaRegistryServer:
             return {"id": schema_id}
         return await self._answer(work())
 
-    @api.post("/subjects/{subject}")
+    @api.post("/subjects/{subject:path}")
     async def lookup(self, subject: str, request: Request) -> Response:
         async def work() -> Any:
             schema, schema_type, references = await _schema_body(request)
@@ -229,7 +229,7 @@ class SchemaRegistryServer:
             return _schema_view(found, "subject", "id", "version", "schema", "references")
         return await self._answer(work())
 
-    @api.get("/subjects/{subject}/versions/{version}")
+    @api.get("/subjects/{subject:path}/versions/{version}")
     async def get_version(self, subject: str, version: str, request: Request) -> Response:
         async def work() -> Any:
             got = await self._call(
@@ -238,24 +238,27 @@ class SchemaRegistryServer:
             return _schema_view(got, "subject", "version", "id", "schema", "references")
         return await self._answer(work())
 
-    @api.get("/subjects/{subject}/versions/{version}/schema")
+    @api.get("/subjects/{subject:path}/versions/{version}/schema")
     async def get_version_schema(self, subject: str, version: str, request: Request) -> Response:
         async def work() -> Any:
             got = await self._call("get_version", subject, version, include_deleted=_flag(request, "deleted"))
             return Response(content=got["schema"], media_type=CONTENT_TYPE)
         return await self._answer(work())
 
-    @api.get("/subjects/{subject}/versions/{version}/referencedby")
+    @api.get("/subjects/{subject:path}/versions/{version}/referencedby")
     async def referenced_by(self, subject: str, version: str) -> Response:
         return await self._answer(self._call("referenced_by", subject, version))
 
-    @api.delete("/subjects/{subject}")
-    async def delete_subject(self, subject: str, request: Request) -> Response:
-        return await self._answer(self._call("delete_subject", subject, permanent=_flag(request, "permanent")))
-
-    @api.delete("/subjects/{subject}/versions/{version}")
+    # Subjects may hold "/" (the Protobuf serializer names an import's subject after its file,
+    # e.g. "shop/money.proto", sent as %2F): every route takes the subject as a path, and a
+    # route with a longer tail comes before one it could be mistaken for.
+    @api.delete("/subjects/{subject:path}/versions/{version}")
     async def delete_version(self, subject: str, version: str, request: Request) -> Response:
         return await self._answer(self._call("delete_version", subject, version, permanent=_flag(request, "permanent")))
+
+    @api.delete("/subjects/{subject:path}")
+    async def delete_subject(self, subject: str, request: Request) -> Response:
+        return await self._answer(self._call("delete_subject", subject, permanent=_flag(request, "permanent")))
 
     # -- schemas by id --------------------------------------------------------------------------
 
@@ -310,12 +313,12 @@ class SchemaRegistryServer:
             out["messages"] = list(problems)
         return out
 
-    @api.post("/compatibility/subjects/{subject}/versions/{version}")
+    @api.post("/compatibility/subjects/{subject:path}/versions/{version}")
     async def check_version(self, subject: str, version: str, request: Request) -> Response:
         # One version, even under a transitive level (Confluent); "latest" of an unknown subject passes.
         return await self._answer(self._compatibility(subject, version, request))
 
-    @api.post("/compatibility/subjects/{subject}/versions")
+    @api.post("/compatibility/subjects/{subject:path}/versions")
     async def check_all(self, subject: str, request: Request) -> Response:
         # As register checks: every live version under a transitive level, else the latest.
         return await self._answer(self._compatibility(subject, None, request))
@@ -344,7 +347,7 @@ class SchemaRegistryServer:
     async def put_global_config(self, request: Request) -> Response:
         return await self._answer(self._put_config(request, None))
 
-    @api.get("/config/{subject}")
+    @api.get("/config/{subject:path}")
     async def get_subject_config(self, subject: str, request: Request) -> Response:
         # As Confluent: the subject's own level, 404/40408 when it has none; with
         # ?defaultToGlobal=true the global level answers for it.
@@ -352,11 +355,11 @@ class SchemaRegistryServer:
             self._call("get_config_body", subject, default_to_global=_flag(request, "defaultToGlobal"))
         )
 
-    @api.put("/config/{subject}")
+    @api.put("/config/{subject:path}")
     async def put_subject_config(self, subject: str, request: Request) -> Response:
         return await self._answer(self._put_config(request, subject))
 
-    @api.delete("/config/{subject}")
+    @api.delete("/config/{subject:path}")
     async def delete_subject_config(self, subject: str) -> Response:
         async def work() -> Any:
             return {"compatibilityLevel": await self._call("delete_config", subject)}

@@ -335,3 +335,23 @@ def test_client_schema_references_round_trip(client, registry_url, subject):
     r = httpx.get(f"{registry_url}/subjects/{subject}/versions/1", timeout=30)
     assert r.json()["references"] == [{"name": "fabric.money.Currency", "subject": money, "version": 1}]
 
+
+
+def test_subjects_with_slashes_work_on_every_route(registry_url):
+    """The Protobuf serializer names an import's subject after its file ("shop/money.proto");
+    Confluent's client sends the slash as %2F, which reaches the routes decoded."""
+    subject = f"shop-{uuid.uuid4().hex[:6]}/versions/money.proto"  # "/versions/" inside, on purpose
+    fresh = SchemaRegistryClient({"url": registry_url})
+    schema_id = fresh.register_schema(subject, Schema(PAYMENT_V1, "AVRO"))
+    assert fresh.get_versions(subject) == [1]
+    latest = fresh.get_latest_version(subject)
+    assert (latest.subject, latest.version, latest.schema_id) == (subject, 1, schema_id)
+    assert fresh.lookup_schema(subject, Schema(PAYMENT_V1, "AVRO")).version == 1
+    assert fresh.test_compatibility(subject, Schema(PAYMENT_V1, "AVRO")) is True
+    fresh.set_compatibility(subject, "FULL")
+    assert fresh.get_compatibility(subject) == "FULL"
+    assert subject in fresh.get_subjects()
+    assert fresh.delete_version(subject, 1) == 1  # the version route, not the subject route
+    assert subject not in fresh.get_subjects()
+    assert fresh.delete_version(subject, 1, permanent=True) == 1
+    assert httpx.get(f"{registry_url}/subjects?deleted=true").json().count(subject) == 0
