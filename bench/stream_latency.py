@@ -51,7 +51,6 @@ def _payload(user: int, ts_ms: int, seq: int) -> bytes:
     return _TEMPLATE % (seq, user, 1 + seq % 500, ts_ms)
 
 
-STAGE_ORDER = ("broker", "queue", "decode", "steps", "sink:archive", "sink:features", "end_to_end", "read")
 STAGE_MEANING = {
     "broker": "produce to read, messages an idle owner was waiting for (linger, broker, fetch)",
     "queue": "produce to read, all messages (the broker plus any backlog at the owner)",
@@ -72,7 +71,9 @@ def _stages(owner_stages: dict[str, dict[str, Any]], read_ms: list[float]) -> di
 
 
 def _stage_table(stages: dict[str, dict[str, Any]]) -> list[str]:
-    names = [s for s in STAGE_ORDER if s in stages] + sorted(s for s in stages if s not in STAGE_ORDER)
+    from fabric_ray.streams.stage_latency import flow_order
+
+    names = flow_order(stages)
     rows = [f"{'stage':<14}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  what"]
     for name in names:
         f = stages[name]

@@ -145,7 +145,7 @@ def cmd_status(config: FabricConfig, args: argparse.Namespace) -> int:
         print(f"WARNING  {s['offset_gaps']:,} offsets skipped: the broker deleted them before they were read (retention)")
     errors = [(o["name"], o["last_error"]) for o in status["stream"]["owners"] if o.get("last_error")]
     for name, error in errors:
-        print(f"ERROR    {name}: {error.strip().splitlines()[-1]}")
+        print(f"ERROR    {name}: {_last_line(error)}")
     print()
     rows = [
         (

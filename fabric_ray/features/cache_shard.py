@@ -112,18 +112,19 @@ class ShardCore:
         """Whether an online store is configured."""
         return self._store_factory is not None
 
+    def _new_store(self) -> Any:
+        if self._store_factory is None:
+            raise RuntimeError("this cache shard has no online store (store_factory=None)")
+        return self._store_factory()
+
     def _get_store(self) -> Any:
         if self._store is None:
-            if self._store_factory is None:
-                raise RuntimeError("this cache shard has no online store (store_factory=None)")
-            self._store = self._store_factory()
+            self._store = self._new_store()
         return self._store
 
     def _get_reader(self) -> Any:
         if self._reader is None:
-            if self._store_factory is None:
-                raise RuntimeError("this cache shard has no online store (store_factory=None)")
-            self._reader = self._store_factory()
+            self._reader = self._new_store()
         return self._reader
 
     def warm(self) -> None:
@@ -131,14 +132,11 @@ class ShardCore:
         does not pay for it (importing Feast alone takes seconds). Nothing without a store."""
         if not self.has_store:
             return
-        with self._store_lock:
-            store = self._get_store()
-            for view_name in self.catalog.views:
-                store.read(view_name, [])
-        with self._reader_lock:
-            reader = self._get_reader()
-            for view_name in self.catalog.views:
-                reader.read(view_name, [])
+        for lock, get in ((self._store_lock, self._get_store), (self._reader_lock, self._get_reader)):
+            with lock:
+                store = get()
+                for view_name in self.catalog.views:
+                    store.read(view_name, [])
 
     def write_mode(self, write: str | None = None) -> str:
         """The effective write mode of a put: ``write`` if given, else the settings'; ``"none"`` without a store.
@@ -369,14 +367,12 @@ class ShardCore:
 
     def close(self) -> None:
         """Close the store and the reader if they were opened (buffered rows are not written: flush first)."""
-        with self._store_lock:
-            if self._store is not None and hasattr(self._store, "close"):
-                self._store.close()
-            self._store = None
-        with self._reader_lock:
-            if self._reader is not None and hasattr(self._reader, "close"):
-                self._reader.close()
-            self._reader = None
+        for lock, attr in ((self._store_lock, "_store"), (self._reader_lock, "_reader")):
+            with lock:
+                store = getattr(self, attr)
+                if store is not None and hasattr(store, "close"):
+                    store.close()
+                setattr(self, attr, None)
 
 
 def _row_table(view: FeatureView, table: pa.Table) -> pa.Table:

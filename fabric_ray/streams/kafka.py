@@ -220,22 +220,19 @@ class KafkaPartitionSource:
 
     def high_watermarks(self) -> dict[int, int]:
         """Offset after the last message, per owned partition, asked of the broker."""
-        out = {}
-        for p in self.partitions:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
-            out[p] = int(high)
-        return out
+        return {p: self._high(p, cached=False) for p in self.partitions}
 
     def cached_high_watermarks(self) -> dict[int, int]:
         """Like :meth:`high_watermarks`, from the client's last fetch responses (no broker round
         trip, so the owner's loop can ask often); partitions not fetched yet are asked of the broker."""
-        out = {}
-        for p in self.partitions:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
-            if high < 0:
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
-            out[p] = int(high)
-        return out
+        return {p: self._high(p, cached=True) for p in self.partitions}
+
+    def _high(self, partition: int, *, cached: bool) -> int:
+        tp = TopicPartition(self.topic, partition)
+        high = self._consumer.get_watermark_offsets(tp, cached=True)[1] if cached else -1
+        if high < 0:  # not asked for, or not fetched yet
+            high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+        return int(high)
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:
         """Commit ``next_offsets`` to the consumer group without waiting."""

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["StageLatencies", "stage_line", "worst_of"]
+__all__ = ["StageLatencies", "flow_order", "stage_line", "worst_of"]
 
 
 class StageLatencies:
@@ -97,7 +97,17 @@ def stage_line(stages: Mapping[str, Mapping[str, Any]]) -> str:
         >>> stage_line({"end_to_end": {"p50_ms": 40.0, "p99_ms": 90.5}, "queue": {"p50_ms": 8.0, "p99_ms": 20.0}})
         'queue 8/20 ms, end_to_end 40/90 ms (p50/p99, slowest owner)'
     """
-    order = ["broker", "queue", "decode", "steps", *sorted(s for s in stages if s.startswith("sink:")), "end_to_end"]
-    names = [s for s in order if s in stages] + sorted(s for s in stages if s not in order)
-    parts = [f"{n} {stages[n]['p50_ms']:.0f}/{stages[n]['p99_ms']:.0f} ms" for n in names]
+    parts = [f"{n} {stages[n]['p50_ms']:.0f}/{stages[n]['p99_ms']:.0f} ms" for n in flow_order(stages)]
     return ", ".join(parts) + " (p50/p99, slowest owner)"
+
+
+def flow_order(stages: Iterable[str]) -> list[str]:
+    """Stage names in the order data flows (sinks by name, unknown stages last, by name).
+
+    Example:
+        >>> flow_order(["end_to_end", "read", "sink:b", "queue", "sink:a"])
+        ['queue', 'sink:a', 'sink:b', 'end_to_end', 'read']
+    """
+    names = set(stages)
+    order = ["broker", "queue", "decode", "steps", *sorted(s for s in names if s.startswith("sink:")), "end_to_end"]
+    return [s for s in order if s in names] + sorted(names - set(order))
